@@ -1,0 +1,31 @@
+"""``gazex --help`` and ``gazex version``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gateway.cli import main
+
+
+def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "version" in capsys.readouterr().out
+
+
+def test_version_reports_runtimes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    out = capsys.readouterr().out
+    for key in ("gazex-gateway", "python", "torch", "cuda", "tensorrt", "onnxruntime"):
+        assert any(line.split()[0] == key for line in out.splitlines()), (key, out)
+
+
+def test_console_script_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "version"], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "gazex-gateway" in result.stdout
