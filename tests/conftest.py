@@ -158,3 +158,27 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:
         missing_prerequisite(f"PostgreSQL is not reachable at {url} ({type(exc).__name__}: {exc})")
     yield url
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """A SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test.
+
+    Each test gets its own database, so tests (and parallel developers' runs) never share
+    state through the server.
+    """
+    import uuid
+
+    import sqlalchemy
+
+    name = f"gazex_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.engine.make_url(postgres_url).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -69,3 +69,15 @@ def test_postgres_is_reachable(postgres_url: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
     engine.dispose()
+
+
+def test_postgres_database_is_fresh_and_dropped(postgres_database: str, postgres_url: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres_database)
+    with engine.connect() as connection:
+        tables = connection.execute(
+            sqlalchemy.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        ).scalar()
+        assert tables == 0
+    engine.dispose()
