@@ -11,13 +11,15 @@ becomes the same file.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import uuid
 
 import numpy as np
 import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 from inference.demo.phantoms import Phantom
 
@@ -33,8 +35,13 @@ MANUFACTURER = "GazeX Gateway synthetic phantom generator"
 
 
 def phantom_uid(phantom: Phantom, role: str) -> str:
-    """A UID (under 2.25) derived from the phantom's seed, index and a role name."""
-    return str(generate_uid(prefix=None, entropy_srcs=["gazex-phantom", str(phantom.seed), str(phantom.index), role]))
+    """A UID under 2.25 (UUID-derived) computed from the phantom's seed, index and a role name.
+
+    ``pydicom.uid.generate_uid(prefix=None, ...)`` ignores its entropy sources and returns a
+    random UUID, so the UUID is derived here from a SHA-256 of the inputs instead.
+    """
+    digest = hashlib.sha256(f"gazex-phantom/{phantom.seed}/{phantom.index}/{role}".encode()).digest()
+    return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
 
 
 def stored_values(display: npt.NDArray[np.float32], bits_stored: int, photometric: str) -> npt.NDArray[np.uint16]:

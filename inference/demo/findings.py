@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.demo.anatomy import SIDES, Anatomy, Side, side_sign
-from inference.demo.raster import ellipse_distance, point_in_polygon, polygon_distance, smooth_curve
+from inference.demo.raster import ellipse_distance, polygon_distance, smooth_curve
 
 Zone = Literal["upper", "middle", "lower"]
 Size = Literal["small", "moderate", "large"]
@@ -179,24 +179,26 @@ def _zone_range(side: Side, zone: Zone) -> tuple[float, float]:
 def _point_in_lung(
     rng: np.random.Generator, anatomy: Anatomy, side: Side, zone: Zone, clearance: float
 ) -> tuple[float, float]:
-    """A point in the given lung zone, at least ``clearance`` inside the lung and clear of the heart."""
+    """A point in the given lung zone, ``clearance`` inside the lung and clear of the heart.
+
+    Candidates are drawn in one batch; when none has the full clearance (a large mass in a
+    small zone) the clearance is relaxed step by step rather than leaving the lung.
+    """
     polygon = anatomy.lung_polygon(side)
     box = anatomy.lung_box(side)
     low, high = _zone_range(side, zone)
     heart = anatomy.heart
-    fallback = ((box.x0 + box.x1) / 2.0, box.y0 + box.height * (low + high) / 2.0)
-    for _ in range(200):
-        x = rng.uniform(box.x0, box.x1)
-        y = box.y0 + box.height * rng.uniform(low, high)
-        if not point_in_polygon(x, y, polygon):
-            continue
-        inside = -float(polygon_distance(np.array([[x]]), np.array([[y]]), polygon)[0, 0])
-        _, heart_radius = ellipse_distance(
-            np.array([[x]]), np.array([[y]]), heart.cx, heart.cy, heart.a, heart.b, heart.angle
-        )
-        if inside >= clearance and float(heart_radius[0, 0]) > 1.0 + clearance / heart.b:
-            return x, y
-    return fallback
+    xs = rng.uniform(box.x0, box.x1, 256)[None, :]
+    ys = (box.y0 + box.height * rng.uniform(low, high, 256))[None, :]
+    inside = -polygon_distance(xs, ys, polygon)[0]
+    _, heart_radius = ellipse_distance(xs, ys, heart.cx, heart.cy, heart.a, heart.b, heart.angle)
+    for relax in (1.0, 0.75, 0.5, 0.25, 0.0):
+        ok = (inside >= clearance * relax) & (heart_radius[0] > 1.0 + clearance * relax / heart.b) & (inside > 0)
+        if ok.any():
+            first = int(np.argmax(ok))
+            return float(xs[0, first]), float(ys[0, first])
+    best = int(np.argmax(inside))
+    return float(xs[0, best]), float(ys[0, best])
 
 
 def sample_lesion(rng: np.random.Generator, anatomy: Anatomy, kind: Literal["nodule", "mass"]) -> Lesion:

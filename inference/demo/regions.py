@@ -39,7 +39,7 @@ GROUND_TRUTH_SIDE = 512
 
 
 #: Lattice spacing (source pixels) of the distance fields that are interpolated in between.
-DISTANCE_STEP = 6.0
+DISTANCE_STEP = 10.0
 
 
 def lung_distance(anatomy: Anatomy, side: Side, window: Window) -> FloatArray:

@@ -152,7 +152,7 @@ def _body(anatomy: Anatomy, window: Window, soft: float) -> FloatArray:
     offset = np.abs(window.xs - anatomy.midline)
     thickness = np.sqrt(np.clip(1.0 - (offset / half_width) ** 2, 0.0, 1.0))
     inside = coverage(offset - half_width, max(soft, 0.004 * anatomy.columns))
-    return anatomy.body_density * (0.35 + 0.65 * thickness) * inside
+    return anatomy.body_density * (0.5 + 0.5 * np.sqrt(thickness)) * inside
 
 
 def _add_ellipsoid(

@@ -11,9 +11,15 @@ the model's output back to source pixels with :meth:`CoordinateFrame.to_source`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+
+def _nearest(value: float) -> int:
+    """Round half up (52.5 -> 53), not to even as ``round`` does."""
+    return math.floor(value + 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +83,8 @@ class CoordinateFrame:
         x = min(max(x, 0.0), float(columns))
         y = min(max(y, 0.0), float(rows))
         if self.kind == "downscaled":
-            return round(x / self.value), round(y / self.value)
-        return round(x / columns * self.value), round(y / rows * self.value)
+            return _nearest(x / self.value), _nearest(y / self.value)
+        return _nearest(x / columns * self.value), _nearest(y / rows * self.value)
 
     def to_source(self, x: float, y: float, rows: int, columns: int) -> tuple[float, float]:
         """A point the model wrote, in source pixels (not clipped)."""
