@@ -138,6 +138,7 @@ def manifest_entry(phantom: Phantom, files: dict[str, str]) -> dict[str, object]
                 "text": s.text,
                 "label": s.label,
                 "present": s.present,
+                "uncertain": s.uncertain,
                 "section": s.section,
                 "region": _box(s.region),
                 "spoken": [span[1], span[2]],

@@ -7,7 +7,8 @@ normal.  Every abnormality gets a positive sentence; absent ones get standard ne
 statements ("No pleural effusion.") with some probability, so reports vary in length.
 
 Each sentence records what it is meant to say as a ``FINDING_LABELS`` key and ``present``,
-so a labeller can be tested against it: negated statements are ``present=False``; statements
+so a labeller can be tested against it: negated statements are ``present=False``; hedged ones
+("Possible right lower lobe consolidation.") are ``present=True, uncertain=True``; statements
 that name nothing in the vocabulary ("The trachea is midline.") are labelled ``other``.
 Sentences contain exactly one period, at the end, and no decimals, so REFLACX's tokenisation
 (periods and commas as words) splits them back unambiguously.
@@ -47,6 +48,8 @@ class ReportSentence:
     for a bilateral finding), or None for a statement without one (negative, or normal).
     ``targets`` are the regions the synthetic reader fixates while checking the statement.
     ``findings`` are indices into the phantom's findings that this sentence reports.
+    ``uncertain`` marks a hedged positive statement ("Possible ..."), which a labeller should
+    report as present and flag, like :class:`inference.results.Finding` does.
     """
 
     text: str
@@ -56,6 +59,7 @@ class ReportSentence:
     region: Box | None
     targets: tuple[Box, ...]
     findings: tuple[int, ...] = ()
+    uncertain: bool = False
 
     def __post_init__(self) -> None:
         if self.label not in FINDING_LABELS:
@@ -110,8 +114,10 @@ class _Report:
         targets: tuple[Box, ...],
         region: Box | None = None,
         findings: tuple[int, ...] = (),
+        uncertain: bool = False,
     ) -> None:
-        self.sentences.append(ReportSentence(_capital(text), label, present, section, region, targets, findings))
+        sentence = ReportSentence(_capital(text), label, present, section, region, targets, findings, uncertain)
+        self.sentences.append(sentence)
 
     def maybe(self, probability: float) -> bool:
         return bool(self.rng.random() < probability)
@@ -149,9 +155,10 @@ def _lungs(report: _Report) -> None:
         diameter_mm = lesion.diameter_mm(a)
         size = f"{round(diameter_mm)} mm" if diameter_mm < 15.0 else f"{max(1, round(diameter_mm / 10.0))} cm"
         lobe, noun = _lobe(lesion.side, lesion.zone), lesion.kind
+        article = "an" if size.split(maxsplit=1)[0] in {"8", "11", "18"} or size.startswith("8") else "a"
         text = report.pick(
-            f"there is a {size} {noun} in the {lobe}.",
-            f"a {size} {lobe} {noun} is noted.",
+            f"there is {article} {size} {noun} in the {lobe}.",
+            f"{article} {size} {lobe} {noun} is noted.",
             f"{lobe} {noun} measuring {size}.",
         )
         region = report.boxes[index]
@@ -168,11 +175,18 @@ def _lungs(report: _Report) -> None:
     consolidations = report.of_type(Consolidation)
     for index, consolidation in consolidations:
         lobe = _lobe(consolidation.side, consolidation.zone)
-        text = report.pick(
-            f"there is consolidation in the {lobe}.", f"{lobe} consolidation.", f"focal consolidation in the {lobe}."
-        )
+        hedged = report.maybe(0.15)
+        if hedged:
+            text = report.pick(f"possible {lobe} consolidation.", f"consolidation in the {lobe} may be present.")
+        else:
+            text = report.pick(
+                f"there is consolidation in the {lobe}.",
+                f"{lobe} consolidation.",
+                f"focal consolidation in the {lobe}.",
+            )
         region = report.boxes[index]
-        report.add(text, "consolidation", True, "breathing", (region, _grow(region, a, 0.04)), region, (index,))
+        targets = (region, _grow(region, a, 0.04))
+        report.add(text, "consolidation", True, "breathing", targets, region, (index,), uncertain=hedged)
     if not consolidations and report.maybe(0.85):
         text = report.pick("no focal consolidation.", "there is no focal consolidation.", "no consolidation.")
         targets = (
@@ -199,9 +213,12 @@ def _pleura(report: _Report) -> None:
                 f"there is a {size} {side} pleural effusion.",
                 f"a {size} {side} pleural effusion is present.",
             )
+        hedged = len(effusions) == 1 and size == "small" and report.maybe(0.25)
+        if hedged:
+            text = f"possible small {effusions[0][1].side} pleural effusion."
         targets = tuple(box for i, e in effusions for box in (report.boxes[i], a.costophrenic_box(e.side)))
         region = union([report.boxes[i] for i in indices])
-        report.add(text, "pleural_effusion", True, "breathing", targets, region, indices)
+        report.add(text, "pleural_effusion", True, "breathing", targets, region, indices, uncertain=hedged)
     elif report.maybe(0.9):
         text = report.pick("no pleural effusion.", "there is no pleural effusion.", "no pleural effusions.")
         report.add(

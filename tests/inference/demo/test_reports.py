@@ -113,3 +113,12 @@ def test_a_sentence_needs_a_known_label_and_section() -> None:
     with pytest.raises(ValueError, match="section"):
         ReportSentence("Bad.", "pneumothorax", False, "circulation", None, (box,))
     assert np.isfinite(box.area)
+
+
+def test_hedged_statements_are_present_and_uncertain(phantoms: list[Phantom]) -> None:
+    hedged = [s for p in phantoms for s in p.sentences if s.uncertain]
+    assert hedged, "some positive findings should be reported with hedging"
+    for sentence in hedged:
+        assert sentence.present and sentence.region is not None
+        assert sentence.text.startswith("Possible") or "may be present" in sentence.text
+    assert all(not s.uncertain for p in phantoms for s in p.sentences if not s.present)
