@@ -185,8 +185,8 @@ def _lungs(report: _Report) -> None:
                 f"focal consolidation in the {lobe}.",
             )
         region = report.boxes[index]
-        targets = (region, _grow(region, a, 0.04))
-        report.add(text, "consolidation", True, "breathing", targets, region, (index,), uncertain=hedged)
+        looked_at = (region, _grow(region, a, 0.04))
+        report.add(text, "consolidation", True, "breathing", looked_at, region, (index,), uncertain=hedged)
     if not consolidations and report.maybe(0.85):
         text = report.pick("no focal consolidation.", "there is no focal consolidation.", "no consolidation.")
         targets = (
