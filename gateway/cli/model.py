@@ -1,0 +1,169 @@
+"""``gazex model``: the model's data side (phantoms, training records); train and eval join it later.
+
+- ``gazex model phantoms --out DIR --count N --seed S [--format dicom|reflacx|both]``
+  writes synthetic chest phantoms as DICOM and/or a REFLACX-format data set, with a
+  ground-truth ``manifest.json``.
+- ``gazex model convert REFLACX_DIR --out records.json --coordinates downscaled:4`` turns a
+  REFLACX-format data set (real or phantom) into GazeX training records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.cli import CommandError
+from inference.demo import FINDING_KINDS, PhantomConfig, write_phantom_dataset
+from inference.reflacx import ReflacxFormatError
+from inference.training import AttentionSettings, ConversionSettings, CoordinateFrame, convert_reflacx
+
+FORMAT_CHOICES = {"dicom": ("dicom",), "reflacx": ("reflacx",), "both": ("dicom", "reflacx")}
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "model", help="the demo model's data: synthetic phantoms and GazeX training records"
+    )
+    parser.set_defaults(handler=lambda args: _usage(parser))
+    commands = parser.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
+
+    phantoms = commands.add_parser(
+        "phantoms",
+        help="write synthetic chest-radiograph phantoms (DICOM and/or REFLACX format) with ground truth",
+        description="Write COUNT synthetic chest phantoms made from SEED: DICOM files (CR/DX, MONOCHROME1/2), "
+        "a REFLACX-format data set (fixations, dictation, ellipses) and manifest.json with the ground truth.",
+    )
+    phantoms.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    phantoms.add_argument("--count", type=int, required=True, help="number of phantoms")
+    phantoms.add_argument(
+        "--seed", type=int, default=0, help="data-set seed (default 0); use another for held-out sets"
+    )
+    phantoms.add_argument(
+        "--format", choices=sorted(FORMAT_CHOICES), default="both", help="what to write (default both)"
+    )
+    phantoms.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="longer side of the REFLACX images (default: native, about 2000-2500); DICOM is always native",
+    )
+    phantoms.add_argument("--split", default="train", help="value of REFLACX's split column (default train)")
+    phantoms.add_argument(
+        "--only", nargs="*", choices=FINDING_KINDS, metavar="KIND", help="phantoms with exactly these findings"
+    )
+    phantoms.add_argument(
+        "--previews", action="store_true", help="also write previews/<id>.png with boxes and scanpath"
+    )
+    phantoms.set_defaults(handler=run_phantoms)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a REFLACX-format data set into GazeX training records (LLaMA-Factory sharegpt JSON)",
+        description="Convert REFLACX_DIR (the folder holding main_data/) into records.json plus image_jpg/ beside it.",
+    )
+    convert.add_argument("reflacx_dir", type=Path, metavar="REFLACX_DIR")
+    convert.add_argument("--out", type=Path, required=True, help="records file to write (e.g. records.json)")
+    convert.add_argument(
+        "--coordinates",
+        default="downscaled:4",
+        help="coordinate frame of the boxes: downscaled:FACTOR (GazeX: downscaled:4) or normalized:SCALE "
+        "(Qwen2-VL: normalized:1000); default downscaled:4",
+    )
+    convert.add_argument(
+        "--images-root",
+        type=Path,
+        default=None,
+        help="folder the metadata's image paths are relative to (default REFLACX_DIR)",
+    )
+    convert.add_argument(
+        "--image-size", type=int, default=None, metavar="PIXELS", help="longer side of the JPEGs written"
+    )
+    convert.add_argument(
+        "--tasks", default="examine,attention", help="comma-separated tasks: examine, attention (default both)"
+    )
+    convert.add_argument(
+        "--lead-seconds", type=float, default=2.0, help="fixations this long before a sentence count for it (default 2)"
+    )
+    convert.set_defaults(handler=run_convert)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def run_phantoms(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise CommandError(f"--count must be at least 1, got {args.count}")
+    if args.image_size is not None and args.image_size < 64:
+        raise CommandError(f"--image-size must be at least 64 pixels, got {args.image_size}")
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CommandError(f"{out} exists and is not an empty folder; give a new folder for --out")
+    config = PhantomConfig.only(*args.only) if args.only is not None else PhantomConfig()
+    started = time.perf_counter()
+    try:
+        summary = write_phantom_dataset(
+            out,
+            seed=args.seed,
+            count=args.count,
+            formats=FORMAT_CHOICES[args.format],
+            config=config,
+            image_max_side=args.image_size,
+            split=args.split,
+            previews=args.previews,
+        )
+    except ValueError as exc:
+        raise CommandError(f"cannot make these phantoms: {exc}") from exc
+    except OSError as exc:
+        raise CommandError(f"cannot write under {out}: {exc}") from exc
+    elapsed = time.perf_counter() - started
+    print(f"wrote {summary.phantoms} phantoms (seed {args.seed}) to {out} in {elapsed:.1f} s")
+    print(
+        f"  DICOM files: {summary.dicom_files}; REFLACX readings: {summary.reflacx_readings}; normal: {summary.normal}"
+    )
+    for kind in FINDING_KINDS:
+        if kind in summary.findings:
+            print(f"  {kind}: {summary.findings[kind]}")
+    print(f"  ground truth: {out / 'manifest.json'}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    try:
+        frame = CoordinateFrame.parse(args.coordinates)
+    except ValueError as exc:
+        raise CommandError(f"--coordinates: {exc}") from exc
+    tasks = tuple(task.strip() for task in args.tasks.split(",") if task.strip())
+    try:
+        settings = ConversionSettings(
+            frame=frame,
+            attention=AttentionSettings(lead_seconds=args.lead_seconds),
+            tasks=tasks,
+            image_max_side=args.image_size,
+        )
+    except ValueError as exc:
+        raise CommandError(f"invalid conversion options: {exc}") from exc
+    if not args.reflacx_dir.is_dir():
+        raise CommandError(f"{args.reflacx_dir} is not a folder; give the REFLACX folder that holds main_data/")
+    started = time.perf_counter()
+    try:
+        summary = convert_reflacx(args.reflacx_dir, args.out, settings, images_root=args.images_root)
+    except ReflacxFormatError as exc:
+        raise CommandError(str(exc)) from exc
+    except OSError as exc:
+        raise CommandError(f"cannot read or write the data: {exc}") from exc
+    elapsed = time.perf_counter() - started
+    print(f"wrote {summary.examine_records + summary.attention_records} records to {args.out} in {elapsed:.1f} s")
+    print(f"  readings: {summary.readings} (skipped {summary.skipped_readings}); coordinates: {frame}")
+    print(f"  examine records: {summary.examine_records}; attention records: {summary.attention_records}")
+    print(
+        f"  observations from ellipses: {summary.observations_from_ellipses}; from fixations: "
+        f"{summary.attention_records - summary.observations_from_ellipses}"
+    )
+    if summary.sentences_without_region:
+        print(f"  sentences left out (no ellipse and no fixation): {summary.sentences_without_region}")
+    return 0
