@@ -28,14 +28,11 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut, apply_voi
 from pydicom.uid import (
-    HTJ2K,
     JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
-    HTJ2KLossless,
-    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -67,11 +64,10 @@ SUPPORTED_TRANSFER_SYNTAXES: tuple[UID, ...] = (
     JPEGLSNearLossless,
     JPEG2000Lossless,
     JPEG2000,
-    HTJ2KLossless,
-    HTJ2KLosslessRPCL,
-    HTJ2K,
     RLELossless,
 )
+# HTJ2K (1.2.840.10008.1.2.4.201-203) has a decoder in pylibjpeg-openjpeg but no sample or
+# encoder here to test it with; it joins the list when a test can prove it.
 
 #: Percentiles of the non-padding pixels used as a window when the image carries none.
 ROBUST_PERCENTILES = (0.5, 99.5)
