@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ class StudyReport:
 
 
 class GazexEngine:
-    """Runs GazeX on the images of one study at a time."""
+    """Runs GazeX on the images of one study at a time (concurrent calls are serialised)."""
 
     def __init__(self, checkpoint: Checkpoint, backend: GenerationBackend) -> None:
         self.checkpoint = checkpoint
         self.backend = backend
         self.pipeline = GazexPipeline(checkpoint, backend)
+        self._lock = threading.Lock()
         self._identity = ModelIdentity(
             name=checkpoint.gazex.name,
             version=checkpoint.gazex.version,
@@ -55,7 +57,8 @@ class GazexEngine:
         studies = {str(ds.get("StudyInstanceUID", "")) for ds in datasets}
         if len(studies) != 1:
             raise InferenceError(f"analyze() takes the images of one study at a time, got {len(studies)} studies")
-        reports = tuple(self.pipeline.analyze(ds) for ds in datasets)
+        with self._lock:
+            reports = tuple(self.pipeline.analyze(ds) for ds in datasets)
         seconds = time.perf_counter() - started
         study_uid = studies.pop()
         logger.info(
@@ -97,4 +100,14 @@ def load_engine(
     """
     checkpoint = open_checkpoint(path_or_builtin)
     generation_backend = create_backend(backend, checkpoint, device=device, dtype=dtype, max_batch=max_batch)
-    return GazexEngine(checkpoint, generation_backend)
+    engine = GazexEngine(checkpoint, generation_backend)
+    identity = engine.identity
+    logger.info(
+        "loaded GazeX checkpoint %s %s from %s (weights sha256 %s) with the %s backend",
+        identity.name,
+        identity.version,
+        checkpoint.path,
+        identity.checkpoint_sha256,
+        identity.backend,
+    )
+    return engine

@@ -380,21 +380,26 @@ def make_tiny_checkpoint(
     corpus: Iterable[str] = (),
     dtype: str = "float32",
     device: str = "cpu",
+    tokenizer: Any = None,
     model: Any = None,
 ) -> Path:
     """Write a random-weight GazeX checkpoint (Qwen2-VL of ``shape``) to ``directory``; returns it.
 
-    ``corpus`` is extra text for the tokenizer's merges.  ``model`` may be a ready
-    ``Qwen2VLForConditionalGeneration`` built with :func:`qwen2_vl_config` on this tokenizer
-    (for code that trains one); otherwise one is initialised from ``seed`` on ``device``.
+    ``corpus`` is extra text for the tokenizer's merges.  Code that trains a model passes its
+    ``tokenizer`` (from :func:`build_tokenizer`) and its ``model`` (a
+    ``Qwen2VLForConditionalGeneration`` built from :func:`qwen2_vl_config` with that
+    tokenizer's ids); otherwise a model is initialised from ``seed`` on ``device``.
     """
     import torch
     from transformers import Qwen2VLForConditionalGeneration
 
+    from inference.backends.torch_backend import quiet_transformers
+
     options = options or TinyCheckpointOptions()
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(shape.tokenizer_vocab_size, corpus)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(shape.tokenizer_vocab_size, corpus)
     token_ids = {token: int(tokenizer.token_to_id(token)) for token in QWEN2_VL_SPECIAL_TOKENS}
     vocab_size = max(shape.model_vocab_size or 0, tokenizer.get_vocab_size())
     if model is None:
@@ -403,7 +408,8 @@ def make_tiny_checkpoint(
         with torch.device(device):
             model = Qwen2VLForConditionalGeneration(config)
     model = model.to(getattr(torch, dtype))
-    model.save_pretrained(str(target))
+    with quiet_transformers():
+        model.save_pretrained(str(target))
     generation_config = {
         "bos_token_id": token_ids["<|endoftext|>"],
         "eos_token_id": [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]],

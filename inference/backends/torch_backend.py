@@ -74,7 +74,7 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' progress bars and load report; our own errors say what matters."""
     from transformers.utils import logging as hf_logging
 
@@ -94,7 +94,7 @@ def load_qwen2_vl(path: Path, device: Any, dtype: Any) -> Any:
     """Load the Qwen2-VL weights of a checkpoint; raises :class:`CheckpointError` when they do not fit."""
     from transformers import Qwen2VLForConditionalGeneration
 
-    with _quiet_transformers():
+    with quiet_transformers():
         try:
             model, info = Qwen2VLForConditionalGeneration.from_pretrained(
                 str(path),
