@@ -66,6 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--attention-tokens", type=int, default=192, help="tokens per attention answer")
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per row (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--image", default=None, help="a DICOM image (default: the NEMA chest CR from pydicom-data)")
     parser.add_argument(
         "--check-tokens",
         type=int,
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_qwen2_vl(checkpoint.path, device, resolve_dtype(args.dtype, device))
         setup_seconds = time.perf_counter() - started
 
-    dataset = pydicom.dcmread(str(get_testdata_file("RG1_UNCR.dcm")))
+    dataset = pydicom.dcmread(args.image or str(get_testdata_file("RG1_UNCR.dcm")))
     image = prepare_model_image(
         display_image(dataset).pixels, checkpoint.processing, checkpoint.gazex.coordinates
     ).encoded
