@@ -240,7 +240,8 @@ class TorchBackend:
                 logits[:, end_ids] = float("-inf")
             chosen = logits.argmax(dim=-1)
             is_end = torch.isin(chosen, end_ids)
-            for row, (token, ended) in enumerate(zip(chosen.tolist(), is_end.tolist(), strict=True)):
+            tokens, ended_rows = torch.stack([chosen, is_end.to(chosen.dtype)]).tolist()  # one device sync
+            for row, (token, ended) in enumerate(zip(tokens, ended_rows, strict=True)):
                 if stops[row] is not None:
                     continue
                 if ended:

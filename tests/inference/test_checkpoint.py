@@ -209,3 +209,17 @@ def test_unknown_and_planned_backends(tiny_checkpoint: Path) -> None:
         load_engine(tiny_checkpoint, backend="onnx")
     with pytest.raises(InferenceError, match="unknown backend 'magic'; available: torch, hf-generate"):
         load_engine(tiny_checkpoint, backend="magic")
+
+
+def test_unusable_devices_and_dtypes(tiny_checkpoint: Path) -> None:
+    import torch
+
+    from inference import InferenceError
+
+    if not torch.cuda.is_available():
+        with pytest.raises(InferenceError, match="CUDA is not available; use --device cpu"):
+            load_engine(tiny_checkpoint, device="cuda")
+    with pytest.raises(InferenceError, match="unknown device 'abacus'"):
+        load_engine(tiny_checkpoint, device="abacus")
+    with pytest.raises(InferenceError, match="unknown dtype 'float8'"):
+        load_engine(tiny_checkpoint, device="cpu", dtype="float8")
