@@ -1,0 +1,235 @@
+"""``gazex.json``: what a GazeX checkpoint adds to a Hugging Face Qwen2-VL checkpoint.
+
+An example (the values GazeX itself uses)::
+
+    {
+      "format": "gazex-checkpoint", "format_version": 1,
+      "name": "gazex", "version": "1.0", "manufacturer": "...",
+      "description": "free text for the model card",
+      "prompts": {"examine": "...", "attention": "... '{sentence}' ..."},
+      "coordinates": {"kind": "downscaled", "factor": 4},
+      "generation": {"max_new_tokens_examine": 512, "max_new_tokens_attention": 256},
+      "image": {"min_pixels": 3136, "max_pixels": 589824},
+      "metadata": {}
+    }
+
+``coordinates`` is ``{"kind": "downscaled", "factor": F}`` (model coordinates are source pixels
+divided by F) or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and
+height).  ``metadata`` is an optional free-form object (training provenance, metrics); every
+other key is checked, and an unknown key is an error, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.geometry import CoordinateFrame, DownscaledFrame, NormalizedFrame
+from inference.prompts import SENTENCE_SLOT
+
+FORMAT_NAME = "gazex-checkpoint"
+FORMAT_VERSION = 1
+
+#: The most tokens one answer may be given; guards against a typo such as 5120000.
+MAX_TOKEN_BUDGET = 32768
+
+
+class GazexConfigError(ValueError):
+    """``gazex.json`` is not valid; the message names the key and what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prompts:
+    examine: str
+    attention: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationSettings:
+    max_new_tokens_examine: int
+    max_new_tokens_attention: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSettings:
+    """The pixel budget of the resized image the vision tower sees."""
+
+    min_pixels: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class GazexConfig:
+    name: str
+    version: str
+    manufacturer: str
+    description: str
+    prompts: Prompts
+    coordinates: CoordinateFrame
+    generation: GenerationSettings
+    image: ImageSettings
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``gazex.json`` document for this configuration."""
+        if isinstance(self.coordinates, DownscaledFrame):
+            coordinates: dict[str, Any] = {"kind": "downscaled", "factor": self.coordinates.factor}
+        else:
+            coordinates = {"kind": "normalized", "scale": self.coordinates.scale}
+        document: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "manufacturer": self.manufacturer,
+            "description": self.description,
+            "prompts": {"examine": self.prompts.examine, "attention": self.prompts.attention},
+            "coordinates": coordinates,
+            "generation": {
+                "max_new_tokens_examine": self.generation.max_new_tokens_examine,
+                "max_new_tokens_attention": self.generation.max_new_tokens_attention,
+            },
+            "image": {"min_pixels": self.image.min_pixels, "max_pixels": self.image.max_pixels},
+        }
+        if self.metadata:
+            document["metadata"] = dict(self.metadata)
+        return document
+
+
+_TOP_KEYS = {
+    "format",
+    "format_version",
+    "name",
+    "version",
+    "manufacturer",
+    "description",
+    "prompts",
+    "coordinates",
+    "generation",
+    "image",
+    "metadata",
+}
+
+
+def _object(document: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(document, dict):
+        raise GazexConfigError(f"{where} must be a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _check_keys(obj: Mapping[str, Any], where: str, required: set[str], optional: frozenset[str] = frozenset()) -> None:
+    missing = sorted(required - obj.keys())
+    if missing:
+        raise GazexConfigError(f"{where} is missing the key(s) {', '.join(repr(k) for k in missing)}")
+    unknown = sorted(obj.keys() - required - optional)
+    if unknown:
+        known = ", ".join(sorted(required | optional))
+        raise GazexConfigError(f"{where} has unknown key(s) {', '.join(repr(k) for k in unknown)}; known: {known}")
+
+
+def _text(obj: Mapping[str, Any], key: str, where: str, *, allow_empty: bool = False) -> str:
+    value = obj[key]
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise GazexConfigError(f"{where}.{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _integer(obj: Mapping[str, Any], key: str, where: str, low: int, high: int) -> int:
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise GazexConfigError(f"{where}.{key} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _positive_number(obj: Mapping[str, Any], key: str, where: str) -> float:
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise GazexConfigError(f"{where}.{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _coordinates(document: Any) -> CoordinateFrame:
+    where = "coordinates"
+    obj = _object(document, where)
+    kind = obj.get("kind")
+    if kind == "downscaled":
+        _check_keys(obj, where, {"kind", "factor"})
+        return DownscaledFrame(_positive_number(obj, "factor", where))
+    if kind == "normalized":
+        _check_keys(obj, where, {"kind", "scale"})
+        return NormalizedFrame(_positive_number(obj, "scale", where))
+    raise GazexConfigError(f'coordinates.kind must be "downscaled" or "normalized", got {kind!r}')
+
+
+def parse_gazex_config(document: Any) -> GazexConfig:
+    """Validate a parsed ``gazex.json`` document; raises :class:`GazexConfigError`."""
+    top = _object(document, "gazex.json")
+    if top.get("format") != FORMAT_NAME:
+        raise GazexConfigError(f'gazex.json "format" must be "{FORMAT_NAME}", got {top.get("format")!r}')
+    version = top.get("format_version")
+    if version != FORMAT_VERSION:
+        raise GazexConfigError(
+            f'gazex.json "format_version" {version!r} is not supported: this build reads version {FORMAT_VERSION}'
+        )
+    _check_keys(
+        top,
+        "gazex.json",
+        {
+            "format",
+            "format_version",
+            "name",
+            "version",
+            "manufacturer",
+            "prompts",
+            "coordinates",
+            "generation",
+            "image",
+        },
+        frozenset(_TOP_KEYS),
+    )
+
+    prompts_obj = _object(top["prompts"], "prompts")
+    _check_keys(prompts_obj, "prompts", {"examine", "attention"})
+    attention = _text(prompts_obj, "attention", "prompts")
+    if attention.count(SENTENCE_SLOT) != 1:
+        raise GazexConfigError(
+            f"prompts.attention must contain the placeholder {SENTENCE_SLOT} exactly once "
+            f"(found {attention.count(SENTENCE_SLOT)})"
+        )
+    prompts = Prompts(examine=_text(prompts_obj, "examine", "prompts"), attention=attention)
+
+    generation_obj = _object(top["generation"], "generation")
+    _check_keys(generation_obj, "generation", {"max_new_tokens_examine", "max_new_tokens_attention"})
+    generation = GenerationSettings(
+        max_new_tokens_examine=_integer(generation_obj, "max_new_tokens_examine", "generation", 1, MAX_TOKEN_BUDGET),
+        max_new_tokens_attention=_integer(
+            generation_obj, "max_new_tokens_attention", "generation", 1, MAX_TOKEN_BUDGET
+        ),
+    )
+
+    image_obj = _object(top["image"], "image")
+    _check_keys(image_obj, "image", {"min_pixels", "max_pixels"})
+    min_pixels = _integer(image_obj, "min_pixels", "image", 1, 2**31)
+    max_pixels = _integer(image_obj, "max_pixels", "image", 1, 2**31)
+    if max_pixels < min_pixels:
+        raise GazexConfigError(f"image.max_pixels ({max_pixels}) must not be below image.min_pixels ({min_pixels})")
+
+    metadata = top.get("metadata", {})
+    _object(metadata, "metadata")
+    description = top.get("description", "")
+    if not isinstance(description, str):
+        raise GazexConfigError(f"gazex.json description must be a string, got {description!r}")
+
+    return GazexConfig(
+        name=_text(top, "name", "gazex.json"),
+        version=_text(top, "version", "gazex.json"),
+        manufacturer=_text(top, "manufacturer", "gazex.json"),
+        description=description,
+        prompts=prompts,
+        coordinates=_coordinates(top["coordinates"]),
+        generation=generation,
+        image=ImageSettings(min_pixels=min_pixels, max_pixels=max_pixels),
+        metadata=metadata,
+    )
