@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pydicom import config as pydicom_config
+
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
 from gateway.db import DatabaseError
@@ -46,6 +48,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, _overrides(args))
+    # pydicom must never warn about values on the receive path: its warnings can quote PHI
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     if not LOGGER.isEnabledFor(logging.DEBUG):
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     stop = threading.Event()

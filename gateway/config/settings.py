@@ -64,6 +64,18 @@ def _caller_host(value: str | None) -> str | None:
     return text
 
 
+def _max_pdu_size(value: int) -> int:
+    if value != 0 and not 4096 <= value <= 2**32 - 1:
+        raise ValueError(f"max_pdu_size must be 0 (no limit) or from 4096 to {2**32 - 1}")
+    return value
+
+
+def _distinct_titles(titles: list[str]) -> list[str]:
+    if len(set(titles)) != len(titles):
+        raise ValueError("must not repeat a title")
+    return titles
+
+
 def _sop_classes(value: str | list[str]) -> str | list[str]:
     if isinstance(value, str):
         if value != ALL_STORAGE:
@@ -142,7 +154,7 @@ class TLSSettings(Section):
 class DicomSettings(Section):
     """The DICOM node: who we are, who may call, and what we accept."""
 
-    ae_titles: list[AETitle] = Field(
+    ae_titles: Annotated[list[AETitle], AfterValidator(_distinct_titles)] = Field(
         default_factory=lambda: [DEFAULT_AE_TITLE],
         min_length=1,
         description="our AE title(s); the first is the main one",
@@ -159,7 +171,9 @@ class DicomSettings(Section):
     max_associations: int = Field(
         default=10, ge=1, description="concurrent associations; beyond it: rejected (transient)"
     )
-    max_pdu_size: int = Field(default=1_048_576, description="largest PDU we accept, in bytes; 0 means no limit")
+    max_pdu_size: Annotated[int, AfterValidator(_max_pdu_size)] = Field(
+        default=1_048_576, description="largest PDU we accept, in bytes; 0 means no limit"
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     sop_classes: Annotated[str | list[str], AfterValidator(_sop_classes)] = Field(
         default=ALL_STORAGE, description="accepted storage SOP classes"
@@ -172,14 +186,6 @@ class DicomSettings(Section):
         default=30.0, ge=0, description="on SIGTERM, how long open associations may go on before they are aborted"
     )
     tls: TLSSettings = Field(default_factory=TLSSettings)
-
-    @model_validator(mode="after")
-    def _pdu(self) -> DicomSettings:
-        if self.max_pdu_size != 0 and not 4096 <= self.max_pdu_size <= 2**32 - 1:
-            raise ValueError(f"max_pdu_size must be 0 (no limit) or from 4096 to {2**32 - 1}; got {self.max_pdu_size}")
-        if len({title for title in self.ae_titles}) != len(self.ae_titles):
-            raise ValueError("ae_titles must not repeat a title")
-        return self
 
     @property
     def ae_title(self) -> str:

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
-from pydicom import config as pydicom_config
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -68,8 +67,6 @@ class DicomNode:
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> tuple[str, int]:
         """Bind and start serving in a background thread; returns the bound (host, port)."""
-        # pydicom must never warn about values on the receive path: warnings can quote PHI
-        pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
         ae = self._application_entity()
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
