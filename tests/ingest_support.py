@@ -134,6 +134,13 @@ def store_all(
     return statuses
 
 
+def rejection_of(assoc: Any) -> tuple[int, int, int]:
+    """(result, source, reason) of an A-ASSOCIATE-RJ a pynetdicom requestor received."""
+    primitive = assoc.acceptor.primitive
+    assert primitive is not None, "no A-ASSOCIATE response was received"
+    return int(primitive.result), int(primitive.result_source), int(primitive.diagnostic)
+
+
 def index_rows(url: str, sql: str, **params: Any) -> list[Any]:
     engine = create_engine(url)
     try:

@@ -183,7 +183,7 @@ def test_a_failed_transaction_leaves_no_memory_behind(engine: Engine, monkeypatc
 
     original = index_module.record_instance
 
-    def failing(connection, header, copy, arrival, memory=None):  # type: ignore[no-untyped-def]
+    def failing(connection, header, copy, arrival, memory=None):
         original(connection, header, copy, arrival, memory)
         broken_insert()
 

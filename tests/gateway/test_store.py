@@ -119,33 +119,36 @@ def test_different_bytes_replace_the_stored_copy(store: InstanceStore, chest_cr:
     assert new.read_bytes().endswith(corrected)
 
 
-def test_a_data_set_that_does_not_parse_is_0xC210(store: InstanceStore, chest_cr: Dataset) -> None:
+def test_a_data_set_that_does_not_parse_is_0xc210(store: InstanceStore, chest_cr: Dataset) -> None:
     dataset = bare(small_cr(chest_cr))
     result = store.store_bytes(request_for(dataset), encode(dataset)[:-50])
-    assert result.status == StoreStatus.CANNOT_UNDERSTAND == 0xC210
+    assert result.status == StoreStatus.CANNOT_UNDERSTAND
+    assert int(result.status) == 0xC210
     assert "runs past the end" in result.reason
     assert spool_files(store) == [] and list(store.spool.incoming_dir.iterdir()) == []
 
 
-def test_uids_that_disagree_with_the_request_are_0xA900(store: InstanceStore, chest_cr: Dataset) -> None:
+def test_uids_that_disagree_with_the_request_are_0xa900(store: InstanceStore, chest_cr: Dataset) -> None:
     dataset = bare(small_cr(chest_cr))
     result = store.store_bytes(request_for(dataset, sop_instance_uid=str(generate_uid())), encode(dataset))
-    assert result.status == StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS == 0xA900
+    assert result.status == StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS
+    assert int(result.status) == 0xA900
     assert "SOP Instance UID" in result.reason
     result = store.store_bytes(request_for(dataset, sop_class_uid="1.2.840.10008.5.1.4.1.1.7"), encode(dataset))
     assert result.status == 0xA900 and "SOP Class UID" in result.reason
     assert spool_files(store) == [] and list(store.spool.incoming_dir.iterdir()) == []
 
 
-def test_no_study_uid_is_0xC212(store: InstanceStore, chest_cr: Dataset) -> None:
+def test_no_study_uid_is_0xc212(store: InstanceStore, chest_cr: Dataset) -> None:
     dataset = bare(small_cr(chest_cr))
     del dataset.StudyInstanceUID
     result = store.store_bytes(request_for(dataset), encode(dataset))
-    assert result.status == StoreStatus.MISSING_IDENTIFIERS == 0xC212
+    assert result.status == StoreStatus.MISSING_IDENTIFIERS
+    assert int(result.status) == 0xC212
     assert spool_files(store) == []
 
 
-def test_below_the_reserve_is_0xA700_and_nothing_is_written(tmp_path: Path, chest_cr: Dataset) -> None:
+def test_below_the_reserve_is_0xa700_and_nothing_is_written(tmp_path: Path, chest_cr: Dataset) -> None:
     engine = create_database_engine(f"sqlite:///{tmp_path / 'gazex.db'}")
     upgrade(engine)
     spool = Spool(tmp_path / "spool", 10**18)
@@ -153,14 +156,15 @@ def test_below_the_reserve_is_0xA700_and_nothing_is_written(tmp_path: Path, ches
     store = InstanceStore(spool, InstanceIndex(engine))
     dataset = bare(small_cr(chest_cr))
     result = store.store_bytes(request_for(dataset), encode(dataset))
-    assert result.status == StoreStatus.OUT_OF_RESOURCES == 0xA700
+    assert result.status == StoreStatus.OUT_OF_RESOURCES
+    assert int(result.status) == 0xA700
     assert "below the reserve" in result.reason
     assert list(spool.incoming_dir.iterdir()) == [] and spool_files(store) == []
     spool.close()
     engine.dispose()
 
 
-def test_a_database_outage_is_0xA700_and_the_retry_heals(store: InstanceStore, chest_cr: Dataset) -> None:
+def test_a_database_outage_is_0xa700_and_the_retry_heals(store: InstanceStore, chest_cr: Dataset) -> None:
     dataset = bare(small_cr(chest_cr))
     data = encode(dataset)
     store.index._engine.dispose()
@@ -187,7 +191,7 @@ def test_identity_mismatch_is_a_pure_decision() -> None:
     assert "SOP Class UID (missing)" in (identity_mismatch(missing, request) or "")
 
 
-def test_an_exception_in_the_handler_becomes_0xC211(
+def test_an_exception_in_the_handler_becomes_0xc211(
     store: InstanceStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def explode(*args: Any) -> StoreResult:

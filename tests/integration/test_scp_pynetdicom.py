@@ -10,12 +10,14 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import ComputedRadiographyImageStorage, Verification  # type: ignore[attr-defined]
 
 from gateway.config import Settings
+from gateway.dicom import header as header_module
 from gateway.dicom import store as store_module
+from gateway.dicom.header import InstanceHeader
 from gateway.runtime import GatewayRuntime
 from gateway.spool import spool as spool_module
 from tests.ingest_support import (
@@ -24,6 +26,7 @@ from tests.ingest_support import (
     node_settings,
     partial_files,
     raw_file_sending,
+    rejection_of,
     running_node,
     scu,
     sha256,
@@ -117,10 +120,10 @@ def test_every_failure_status_and_the_association_goes_on(
     ]
     # 0xC211: an exception inside our handler, for one instance only
     crashing = write_dataset(small_cr(chest_cr), tmp_path / "crashing.dcm")
-    real_read_header = store_module.read_header
+    real_read_header = header_module.read_header
 
-    def read_header(path: Path, offset: int, transfer_syntax: str):  # type: ignore[no-untyped-def]
-        header = real_read_header(path, offset, transfer_syntax)  # type: ignore[arg-type]
+    def read_header(path: Path, offset: int, transfer_syntax: UID) -> InstanceHeader:
+        header = real_read_header(path, offset, transfer_syntax)
         if header.sop_instance_uid == pydicom.dcmread(crashing).SOPInstanceUID:
             raise KeyError("a bug")
         return header
@@ -134,7 +137,7 @@ def test_every_failure_status_and_the_association_goes_on(
     assert len(list(settings.storage.spool_path.rglob("*.dcm"))) == 1
 
 
-def test_below_the_disk_reserve_every_store_is_0xA700(
+def test_below_the_disk_reserve_every_store_is_0xa700(
     tmp_path: Path, free_port: Callable[[], int], chest_cr: Dataset
 ) -> None:
     settings = node_settings(tmp_path / "data", free_port(), storage={"min_free_disk": "1PB"})
@@ -186,8 +189,7 @@ def test_an_unknown_caller_is_rejected_permanently(tmp_path: Path, free_port: Ca
     with running_node(settings) as runtime:
         rejected = scu("INTRUDER").associate(*address(runtime), ae_title="GAZEX")
         assert rejected.is_rejected
-        primitive = rejected.acceptor.primitive
-        assert (primitive.result, primitive.result_source, primitive.diagnostic) == (0x01, 0x01, 0x03)
+        assert rejection_of(rejected) == (0x01, 0x01, 0x03)
         allowed = scu("PACS").associate(*address(runtime), ae_title="GAZEX")
         assert allowed.is_established
         allowed.release()
@@ -196,8 +198,7 @@ def test_an_unknown_caller_is_rejected_permanently(tmp_path: Path, free_port: Ca
 def test_a_wrong_called_ae_title_is_rejected_permanently(node: GatewayRuntime) -> None:
     rejected = scu().associate(*address(node), ae_title="NOT_GAZEX")
     assert rejected.is_rejected
-    primitive = rejected.acceptor.primitive
-    assert (primitive.result, primitive.result_source, primitive.diagnostic) == (0x01, 0x01, 0x07)
+    assert rejection_of(rejected) == (0x01, 0x01, 0x07)
 
 
 def test_beyond_the_maximum_associations_is_rejected_transiently(tmp_path: Path, free_port: Callable[[], int]) -> None:
@@ -207,8 +208,7 @@ def test_beyond_the_maximum_associations_is_rejected_transiently(tmp_path: Path,
         assert all(assoc.is_established for assoc in held)
         rejected = scu().associate(*address(runtime), ae_title="GAZEX")
         assert rejected.is_rejected
-        primitive = rejected.acceptor.primitive
-        assert (primitive.result, primitive.result_source, primitive.diagnostic) == (0x02, 0x03, 0x02)
+        assert rejection_of(rejected) == (0x02, 0x03, 0x02)
         held[0].release()
         deadline = time.monotonic() + 10
         assert runtime.node is not None
