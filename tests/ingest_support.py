@@ -246,3 +246,60 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, tim
 
 def new_uid() -> UID:
     return generate_uid()
+
+
+# -- TLS test certificates (openssl) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A throw-away CA with a server and a client certificate, all PEM."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path  # signed by another CA
+    stranger_key: Path
+
+
+def _openssl(openssl: Path, *args: str, cwd: Path) -> None:
+    subprocess.run([str(openssl), *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_pki(openssl: Path, directory: Path) -> Certificates:
+    """Generate the CA and leaf certificates with the openssl command line (EC P-256, fast)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    run = lambda *args: _openssl(openssl, *args, cwd=directory)  # noqa: E731
+    for ca in ("ca", "other-ca"):
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", f"/CN=GazeX test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.pem")  # fmt: skip
+    for leaf, ca in (("server", "ca"), ("client", "ca"), ("stranger", "other-ca")):
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", f"/CN={leaf}.gazex.test", "-keyout", f"{leaf}.key", "-out", f"{leaf}.csr")  # fmt: skip
+        run("x509", "-req", "-in", f"{leaf}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key", "-CAcreateserial",
+            "-days", "2", "-out", f"{leaf}.pem")  # fmt: skip
+    return Certificates(
+        ca=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+        stranger_cert=directory / "stranger.pem",
+        stranger_key=directory / "stranger.key",
+    )
+
+
+def storescu_successes(output: str) -> list[str]:
+    """SOP Instance UIDs that storescu (``-v``, with ``+II``) saw acknowledged with Success, in order."""
+    successes: list[str] = []
+    current: str | None = None
+    for line in output.splitlines():
+        text = line.strip().removeprefix("I:").strip()  # dcmtk's log level prefix
+        if text.startswith("SOPInstanceUID="):
+            current = text.split("=", 1)[1].strip()
+        elif "Received Store Response (Success)" in text and current is not None:
+            successes.append(current)
+            current = None
+    return successes

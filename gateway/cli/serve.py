@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +51,10 @@ def run(args: argparse.Namespace) -> int:
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     if not LOGGER.isEnabledFor(logging.DEBUG):
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    stop = threading.Event()
-    received: list[str] = []
-
-    def on_signal(signum: int, frame: object) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # SIGTERM/SIGINT are blocked before any thread starts (threads inherit the mask) and taken
+    # by sigwait in this thread, so a signal is seen at once, whichever thread it was sent to
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     runtime = GatewayRuntime(settings)
     try:
         try:
@@ -73,12 +68,10 @@ def run(args: argparse.Namespace) -> int:
                 "choose another dicom.port (or --port) or stop what uses it"
             ) from None
         LOGGER.info("gazex serve ready on %s:%d; stop with SIGTERM", host, port)
-        while not stop.wait(timeout=1.0):
-            pass
-        LOGGER.info("%s received: shutting down gracefully", received[0] if received else "stop")
+        received = signal.sigwait(stop_signals)
+        LOGGER.info("%s received: shutting down gracefully", signal.Signals(received).name)
         runtime.stop()
     finally:
         runtime.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     return 0

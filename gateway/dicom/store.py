@@ -148,6 +148,8 @@ class InstanceStore:
     def _check(self, request: StoreRequest, spooled: SpooledData) -> tuple[InstanceHeader, IncomingFile] | StoreResult:
         """The header of a completely received, well-formed data set that matches its request; or the refusal."""
         incoming = spooled.incoming
+        if incoming is not None:
+            incoming.complete()  # every fragment written and hashed
         if incoming is None or not incoming.ok:
             out_of_space = spooled.out_of_space if incoming is None else incoming.out_of_space
             reason = spooled.refusal if incoming is None else incoming.failure

@@ -42,8 +42,8 @@ DIR_MODE = 0o750
 SPACE_CHECK_INTERVAL = 8 << 20
 #: Bytes written between two early write-back requests (so the final fsync finds little to do).
 WRITEBACK_INTERVAL = 2 << 20
-#: Data sets larger than this are hashed in a helper thread, beside the receiving thread.
-BACKGROUND_HASH_THRESHOLD = 1 << 20
+#: Beyond this many bytes, a data set is written and hashed by a helper thread.
+BACKGROUND_THRESHOLD = 1 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -86,32 +86,55 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
-class _BackgroundHash:
-    """SHA-256 computed by a helper thread from the chunks handed to it, in order.
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
-    hashlib releases the GIL on large buffers, so hashing overlaps with receiving and writing.
+
+class _Pipeline:
+    """Writes and hashes chunks in a helper thread, in order, beside the thread receiving them.
+
+    ``os.write`` and hashlib release the GIL on large buffers, so writing and hashing one
+    fragment overlaps with receiving the next.  A write error stops the writing and is kept
+    in :attr:`error` for the owner to act on.
     """
 
-    def __init__(self, digest: Any) -> None:
+    def __init__(self, fd: int, digest: Any, offset: int) -> None:
+        self._fd = fd
         self._digest = digest
+        self._offset = offset
+        self._written_back = offset
+        self.error: OSError | None = None
         self._chunks: queue.Queue[bytes | bytearray | memoryview | None] = queue.Queue(maxsize=64)
-        self._thread = threading.Thread(target=self._run, name="spool-hash", daemon=True)
-        self._thread.start()
         self._done = False
+        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         while (chunk := self._chunks.get()) is not None:
+            if self.error is not None:
+                continue  # drain without writing
+            try:
+                _write_all(self._fd, chunk)
+            except OSError as exc:
+                self.error = exc
+                continue
             self._digest.update(chunk)
+            self._offset += len(chunk)
+            if self._offset - self._written_back >= WRITEBACK_INTERVAL:
+                start_writeback(self._fd, self._written_back, self._offset - self._written_back)
+                self._written_back = self._offset
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._chunks.put(data)
+    def put(self, chunk: bytes | bytearray | memoryview) -> None:
+        self._chunks.put(chunk)
 
-    def finish(self) -> Any:
+    def finish(self) -> None:
+        """Wait until every chunk handed over is written and hashed."""
         if not self._done:
             self._done = True
             self._chunks.put(None)
             self._thread.join()
-        return self._digest
 
 
 def fsync_directory(path: Path) -> None:
@@ -129,8 +152,10 @@ class IncomingFile:
     The file starts with the DICOM preamble and File Meta Information (``header``); the
     data set bytes follow exactly as received.  ``content_sha256`` covers the data set bytes
     only, so the same data set received twice hashes the same whatever meta we write.
+    Beyond the first MiB, writing and hashing move to a helper thread (:class:`_Pipeline`).
     Writes never raise: a failure is recorded in :attr:`failure`, the partial file is
     removed, and later writes are ignored, so the caller can drain the rest of the message.
+    Call :meth:`complete` once the last fragment was handed over.
     """
 
     def __init__(self, spool: Spool, path: Path, fd: int, header: bytes) -> None:
@@ -138,7 +163,7 @@ class IncomingFile:
         self.path = path
         self._fd: int | None = fd
         self._hash = hashlib.sha256()
-        self._background: _BackgroundHash | None = None
+        self._pipeline: _Pipeline | None = None
         self._written_back = 0
         self.header_size = len(header)
         self.dataset_size = 0
@@ -146,7 +171,10 @@ class IncomingFile:
         self.out_of_space = False
         self._since_space_check = 0
         self._finished = False
-        self._write(header, hashed=False)
+        try:
+            _write_all(fd, header)
+        except OSError as exc:
+            self._write_failed(exc)
 
     @property
     def file_size(self) -> int:
@@ -154,9 +182,8 @@ class IncomingFile:
 
     @property
     def content_sha256(self) -> str:
-        """SHA-256 of the data set bytes (waits for the helper thread, if one is hashing)."""
-        if self._background is not None:
-            self._background.finish()
+        """SHA-256 of the data set bytes (after :meth:`complete`)."""
+        self.complete()
         return self._hash.hexdigest()
 
     @property
@@ -164,38 +191,46 @@ class IncomingFile:
         return self.failure is None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append received data set bytes (no copy of ``data`` is made)."""
+        """Append received data set bytes (``data`` is neither copied nor kept after it is written)."""
         if self._fd is None or self.failure is not None:
             return
-        self._write(data, hashed=True)
+        pipeline = self._pipeline
+        if pipeline is not None:
+            if pipeline.error is not None:
+                self.complete()
+                return
+            pipeline.put(data)
+        else:
+            try:
+                _write_all(self._fd, data)
+            except OSError as exc:
+                self._write_failed(exc)
+                return
+            self._hash.update(data)
+            written = self.header_size + self.dataset_size + len(data)
+            if written - self._written_back >= WRITEBACK_INTERVAL:
+                start_writeback(self._fd, self._written_back, written - self._written_back)
+                self._written_back = written
+            if self.dataset_size + len(data) >= BACKGROUND_THRESHOLD:
+                self._pipeline = _Pipeline(self._fd, self._hash, written)
+        self.dataset_size += len(data)
         self._since_space_check += len(data)
-        if self._since_space_check >= SPACE_CHECK_INTERVAL and self.failure is None:
+        if self._since_space_check >= SPACE_CHECK_INTERVAL:
             self._since_space_check = 0
             if not self._spool.has_room():
                 self._fail("free disk fell below the reserve while receiving", out_of_space=True)
 
-    def _write(self, data: bytes | bytearray | memoryview, *, hashed: bool) -> None:
-        assert self._fd is not None
-        view = memoryview(data)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError as exc:
-            self._fail(f"writing {self.path.name} failed: {exc.strerror}", out_of_space=exc.errno == errno.ENOSPC)
+    def complete(self) -> None:
+        """Wait for the helper thread, if any, and take over its failure."""
+        pipeline = self._pipeline
+        if pipeline is None:
             return
-        if hashed:
-            if self._background is not None:
-                self._background.update(data)
-            else:
-                self._hash.update(data)
-                if self.dataset_size >= BACKGROUND_HASH_THRESHOLD:
-                    self._background = _BackgroundHash(self._hash)
-            self.dataset_size += len(data)
-            written = self.header_size + self.dataset_size
-            if written - self._written_back >= WRITEBACK_INTERVAL:
-                start_writeback(self._fd, self._written_back, written - self._written_back)
-                self._written_back = written
+        pipeline.finish()
+        if pipeline.error is not None and self.failure is None:
+            self._write_failed(pipeline.error)
+
+    def _write_failed(self, exc: OSError) -> None:
+        self._fail(f"writing {self.path.name} failed: {exc.strerror}", out_of_space=exc.errno == errno.ENOSPC)
 
     def _fail(self, reason: str, *, out_of_space: bool) -> None:
         self.failure = reason
@@ -204,6 +239,7 @@ class IncomingFile:
 
     def sync(self) -> None:
         """fsync and close the file (step 2, before the rename)."""
+        self.complete()
         if self._fd is None:
             raise SpoolError(f"{self.path.name} is closed; it cannot be synced")
         try:
@@ -214,8 +250,8 @@ class IncomingFile:
 
     def discard(self) -> None:
         """Close and delete the temporary file unless it was committed; safe to call twice."""
-        if self._background is not None:
-            self._background.finish()
+        if self._pipeline is not None:
+            self._pipeline.finish()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

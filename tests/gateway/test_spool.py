@@ -150,3 +150,23 @@ def test_remove_a_replaced_copy(tmp_path: Path) -> None:
     spool.remove("1/2/3.dcm")
     spool.remove("1/2/3.dcm")  # already gone: fine
     assert not final.exists()
+
+
+def test_a_write_failing_in_the_helper_thread_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = opened(tmp_path)
+    incoming = spool.begin(b"H")
+    incoming.write(b"x" * (2 << 20))  # past the threshold: later chunks go to the helper thread
+    real_write = os.write
+
+    def fail_later(fd: int, data: object) -> int:
+        if fd == incoming._fd:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "write", fail_later)
+    for _ in range(3):
+        incoming.write(b"y" * (1 << 20))
+    incoming.complete()
+    monkeypatch.undo()
+    assert incoming.out_of_space and not incoming.ok
+    assert list(spool.incoming_dir.iterdir()) == []
