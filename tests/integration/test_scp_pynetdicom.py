@@ -281,3 +281,13 @@ def test_verification_from_a_bare_scu(node: GatewayRuntime) -> None:
     assert assoc.send_c_echo().Status == 0
     assoc.release()
     assert ComputedRadiographyImageStorage  # the SCU above proposed no storage context at all
+
+
+def test_negotiation_leaves_the_shared_contexts_untouched(node: GatewayRuntime) -> None:
+    """Associations share the node's supported contexts (not copied): each negotiates on its own."""
+    for transfer_syntax in ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"):
+        assoc = scu(transfer_syntaxes=[transfer_syntax]).associate(*address(node), ae_title="GAZEX")
+        assert assoc.is_established
+        accepted = {cx.abstract_syntax: cx.transfer_syntax[0] for cx in assoc.accepted_contexts}
+        assert accepted[ComputedRadiographyImageStorage] == transfer_syntax
+        assoc.release()
