@@ -12,7 +12,6 @@ import enum
 import errno
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from gateway.db.index import Arrival, IndexOutcome, InstanceIndex, StoredCopy, is_same_copy
 from gateway.dicom.header import InstanceHeader, MissingIdentifiersError, UnreadableDatasetError, read_header
 from gateway.dicom.receive import SpooledData, file_header, spooled_data
+from gateway.safelog import log_unexpected
 from gateway.spool import IncomingFile, OutOfSpaceError, Spool, instance_relpath
 
 LOGGER = logging.getLogger(__name__)
@@ -255,9 +255,7 @@ def handle_store(event: Any, store: InstanceStore, on_result: Callable[[Any, Sto
         else:
             result = store.store_bytes(request, event.encoded_dataset(include_meta=False))
     except Exception as exc:  # noqa: BLE001 - the boundary the issue asks for: an answer, not a dead association
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        # the exception's message is left out: it may quote data set values (PHI)
-        LOGGER.error("unexpected %s while storing an instance; answered 0xC211\n%s", type(exc).__name__, frames)
+        log_unexpected(LOGGER, "storing an instance failed; answered 0xC211", exc)
         result = StoreResult(StoreStatus.PROCESSING_FAILURE, reason=f"unexpected {type(exc).__name__}")
     if on_result is not None:
         on_result(event, result)

@@ -213,5 +213,5 @@ def test_an_exception_in_the_handler_becomes_0xc211(
         status = handle_store(event, store, lambda e, r: results.append(r))
     assert status == 0xC211
     assert results[0].status == StoreStatus.PROCESSING_FAILURE
-    assert "unexpected ValueError" in caplog.text
+    assert "unexpected ValueError" in caplog.text and "answered 0xC211" in caplog.text
     assert PATIENT not in caplog.text
