@@ -11,6 +11,7 @@ from typing import Any
 from gateway.cli import CommandError
 from gateway.config import ConfigError, load_settings
 from gateway.config.loading import environment_values
+from gateway.db import describe
 from gateway.dicom.tls import TLSConfigError, server_context
 
 
@@ -59,5 +60,5 @@ def run_check(args: argparse.Namespace) -> int:
         f"  {len(dicom.allowed_callers)} allowed caller(s), unknown callers "
         f"{'rejected' if dicom.reject_unknown_callers else 'accepted'}"
     )
-    print(f"  spool {settings.storage.spool_path}, database {settings.database_url.split('@')[-1]}")
+    print(f"  spool {settings.storage.spool_path}, database {describe(settings.database_url)}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from io import BytesIO
@@ -291,3 +292,55 @@ def test_negotiation_leaves_the_shared_contexts_untouched(node: GatewayRuntime) 
         accepted = {cx.abstract_syntax: cx.transfer_syntax[0] for cx in assoc.accepted_contexts}
         assert accepted[ComputedRadiographyImageStorage] == transfer_syntax
         assoc.release()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "image_dfl.dcm",  # Deflated Explicit VR Little Endian
+        "emri_small_RLE.dcm",  # RLE Lossless
+        "emri_small_jpeg_ls_lossless.dcm",  # JPEG-LS Lossless
+        "SC_rgb_jpeg_dcmtk.dcm",  # JPEG Baseline
+        "emri_small_jpeg_2k_lossless.dcm",  # JPEG 2000 Lossless
+    ],
+)
+def test_compressed_transfer_syntaxes_are_stored_as_received(
+    name: str, node: GatewayRuntime, settings: Settings
+) -> None:
+    from pydicom.data import get_testdata_file
+
+    found = get_testdata_file(name)
+    assert found is not None, f"{name} is missing from pydicom's test data"
+    path = Path(str(found))
+    meta = pydicom.dcmread(path, stop_before_pixels=True)
+    ae = scu(sop_classes=[meta.SOPClassUID], transfer_syntaxes=[meta.file_meta.TransferSyntaxUID])
+    with raw_file_sending():
+        assert store_all(address(node), [path], ae=ae) == [0x0000]
+    row = stored_instances(settings)[meta.SOPInstanceUID]
+    assert row.transfer_syntax_uid == meta.file_meta.TransferSyntaxUID
+    assert dataset_bytes(settings.storage.spool_path / row.file_path) == dataset_bytes(path)
+
+
+def test_an_idle_association_is_aborted_after_the_network_timeout(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    settings = node_settings(tmp_path / "data", free_port(), dicom={"timeouts": {"network": 0.5}})
+    with running_node(settings) as runtime:
+        assoc = scu().associate(*address(runtime), ae_title="GAZEX")
+        assert assoc.is_established
+        deadline = time.monotonic() + 10
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert assoc.is_aborted
+        assert runtime.node is not None
+        while runtime.node.active_count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.node.active_count == 0
+
+
+def test_a_connection_without_an_association_request_is_closed_after_the_acse_timeout(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    settings = node_settings(tmp_path / "data", free_port(), dicom={"timeouts": {"acse": 0.5}})
+    with running_node(settings) as runtime, socket.create_connection(address(runtime), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(1) == b""  # the node closes the connection
+        assert time.monotonic() - started < 8

@@ -287,3 +287,16 @@ def test_environment_overrides_reach_serve(
         assert run([str(dicom_tool("echoscu")), "-aec", "FROMENV", "127.0.0.1", str(port)]).returncode == 0
     finally:
         assert node.terminate() == 0
+
+
+def test_serve_explains_a_busy_port_and_a_spool_in_use(
+    serve: Callable[..., ServeProcess], tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    first = serve()
+    busy = write_config(tmp_path / "busy.yaml", serve_config(tmp_path / "other", first.port))
+    result = run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(busy)])
+    assert result.returncode == 2 and f"cannot listen on 127.0.0.1:{first.port}" in result.stderr
+    shared = write_config(tmp_path / "shared.yaml", serve_config(tmp_path / "data", free_port()))
+    result = run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(shared)])
+    assert result.returncode == 2 and "is in use by another gazex process" in result.stderr
+    assert first.terminate() == 0
