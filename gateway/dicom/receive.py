@@ -212,6 +212,16 @@ class SpoolingDUL(DULServiceProvider):
         super().kill_dul()
         self.wake()
 
+    def stop_dul(self) -> bool:
+        """As pynetdicom's, but wakes the loop so it sees the flag at once."""
+        if self.state_machine.current_state != "Sta1":
+            return False
+        self._kill_thread = True
+        self.wake()
+        if threading.current_thread() is not self:
+            self.join()
+        return True
+
     def _wait_for_work(self, timeout: float) -> None:
         """Sleep until the socket has data, something was queued, or ``timeout`` passed."""
         wrapper = self.socket
@@ -480,8 +490,10 @@ class GatewayAssociation(Association):
                 if left:
                     LOGGER.info("association ended with %d incomplete C-STORE data set(s); nothing was stored", left)
             dul = self.dul
-            if isinstance(dul, SpoolingDUL) and not dul.is_alive():
-                dul.close_wake()
+            if isinstance(dul, SpoolingDUL):
+                dul.join(timeout=5)
+                if not dul.is_alive():
+                    dul.close_wake()
             self.hooks.association_finished(self)
 
     def _run_reactor(self) -> None:
