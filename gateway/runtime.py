@@ -12,7 +12,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 
 from gateway.config import Settings
-from gateway.db import DatabaseError, create_database_engine, describe, require_current, upgrade
+from gateway.db import DatabaseError, create_database_engine, describe, require_current, schema_status, upgrade
 from gateway.db.index import InstanceIndex
 from gateway.dicom.node import DicomNode
 from gateway.dicom.store import InstanceStore
@@ -85,8 +85,6 @@ class GatewayRuntime:
 
 
 def _revision(engine: Engine) -> str | None:
-    from gateway.db import schema_status
-
     try:
         return schema_status(engine).current
     except DatabaseError:

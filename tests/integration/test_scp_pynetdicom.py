@@ -15,6 +15,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import ComputedRadiographyImageStorage, Verification  # type: ignore[attr-defined]
 
@@ -87,6 +88,13 @@ def test_the_file_holds_the_bytes_exactly_as_sent(
     meta = pydicom.dcmread(stored, stop_before_pixels=True).file_meta
     assert meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert meta.MediaStorageSOPInstanceUID == row.sop_instance_uid
+    # the whole file is what pynetdicom's Event.encoded_dataset() would return for this C-STORE
+    expected_meta = create_file_meta(
+        sop_class_uid=UID(row.sop_class_uid),
+        sop_instance_uid=UID(row.sop_instance_uid),
+        transfer_syntax=ExplicitVRLittleEndian,
+    )
+    assert stored.read_bytes() == b"\x00" * 128 + b"DICM" + encode_file_meta(expected_meta) + sent
 
 
 def test_the_jpeg2000_copy_is_stored_as_received(
