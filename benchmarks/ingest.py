@@ -1,0 +1,372 @@
+"""Ingest throughput: ``gazex serve`` beside dcmtk ``storescp`` and Orthanc, measured in one run.
+
+dcmtk ``storescu`` sends N copies of the 7.2 MB chest CR (``+II``: a new SOP Instance UID for
+each) to each receiver on a loopback port, once over one association and once over four
+concurrent ones.  For each receiver the table shows MB/s, images/s, the p50/p99 store latency
+as storescu saw it (request sent to response received), and the receiver's peak RSS.
+
+* ``gazex serve``: fsync of every file and its directory, SQLite index with
+  ``synchronous=FULL``, success only after both (the durability promise, unchanged).
+* ``storescp``: dcmtk's defaults (``storescp -od DIR PORT``: no fsync, one association at a time).
+* Orthanc: its default storage settings (``SyncStorageArea`` on, SQLite index) in a temporary
+  directory, HTTP off.
+
+Usage::
+
+    .venv/bin/python benchmarks/ingest.py                    # N=144: ~1 GB per receiver and run
+    .venv/bin/python benchmarks/ingest.py --count 40 --peers storescp
+    .venv/bin/python benchmarks/ingest.py --count 2 --peers storescp --associations 1   # smoke test
+
+Target (issue 3): at least 1.5x storescp's MB/s, and gazex's peak RSS under 400 MB while
+receiving 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks._table import format_table, machine_line, percentile  # noqa: E402
+
+LOG_CONFIG = """\
+log4cplus.rootLogger = INFO, console
+log4cplus.appender.console = log4cplus::ConsoleAppender
+log4cplus.appender.console.layout = log4cplus::PatternLayout
+log4cplus.appender.console.layout.ConversionPattern = %D{%Y-%m-%d %H:%M:%S.%q} %m%n
+"""
+RSS_TARGET_MB = 400.0
+RATIO_TARGET = 1.5
+
+
+@dataclass
+class Measurement:
+    receiver: str
+    associations: int
+    sent: int
+    stored: int
+    seconds: float
+    bytes_per_instance: int
+    latencies_ms: list[float] = field(default_factory=list)
+    peak_rss_mb: float = float("nan")
+    error: str = ""
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.stored * self.bytes_per_instance / 1e6 / self.seconds if self.seconds else float("nan")
+
+    @property
+    def images_per_s(self) -> float:
+        return self.stored / self.seconds if self.seconds else float("nan")
+
+
+def find_tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+    if found is None:
+        raise SystemExit(f"{name} is not installed (apt-get install -y dcmtk orthanc)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the receiver exited with status {process.returncode} before listening")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listened on port {port}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM) so far, in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Receiver:
+    name: str
+    ae_title: str
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+
+    def stored(self, sent: int) -> int:
+        return sent
+
+
+def start_gazex(workdir: Path) -> Receiver:
+    port = free_port()
+    config = workdir / "gazex.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "dicom": {"host": "127.0.0.1", "port": port, "max_associations": 8},
+                "storage": {"data_dir": str(workdir / "data"), "min_free_disk": "200MB"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    log = (workdir / "gazex.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "--log-level", "WARNING", "serve", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        env={k: v for k, v in os.environ.items() if not (k.startswith("GAZEX_") and "__" in k)},
+    )
+    wait_for_port(port, process)
+    return Receiver("gazex serve", "GAZEX", process, port, workdir)
+
+
+def start_storescp(workdir: Path) -> Receiver:
+    port = free_port()
+    out = workdir / "storescp"
+    out.mkdir()
+    log = (workdir / "storescp.log").open("wb")
+    process = subprocess.Popen(
+        [find_tool("storescp"), "-od", str(out), str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    wait_for_port(port, process)
+    return Receiver("dcmtk storescp", "STORESCP", process, port, workdir)
+
+
+def start_orthanc(workdir: Path) -> Receiver:
+    port = free_port()
+    config = workdir / "orthanc.json"
+    config.write_text(
+        json.dumps(
+            {
+                "Name": "gazex-benchmark",
+                "StorageDirectory": str(workdir / "orthanc-storage"),
+                "IndexDirectory": str(workdir / "orthanc-index"),
+                "DicomAet": "ORTHANC",
+                "DicomPort": port,
+                "HttpServerEnabled": False,
+                "HttpPort": free_port(),
+                "RemoteAccessAllowed": False,
+                "Plugins": [],
+            }
+        ),
+        encoding="utf-8",
+    )
+    log = (workdir / "orthanc.log").open("wb")
+    process = subprocess.Popen([find_tool("Orthanc"), str(config)], stdout=log, stderr=subprocess.STDOUT)
+    wait_for_port(port, process)
+    return Receiver("Orthanc", "ORTHANC", process, port, workdir)
+
+
+STARTERS = {"gazex": start_gazex, "storescp": start_storescp, "orthanc": start_orthanc}
+
+
+def parse_storescu_log(text: str) -> tuple[int, list[float]]:
+    """(successes, per-instance latencies in ms) from a storescu log with millisecond timestamps."""
+    successes = 0
+    latencies: list[float] = []
+    sent_at: datetime | None = None
+    for line in text.splitlines():
+        if "Sending Store Request" in line:
+            sent_at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+        elif "Received Store Response" in line and sent_at is not None:
+            answered = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+            if "(Success)" in line:
+                successes += 1
+                latencies.append((answered - sent_at).total_seconds() * 1000)
+            sent_at = None
+    return successes, latencies
+
+
+def send(receiver: Receiver, source: Path, count: int, associations: int, workdir: Path) -> Measurement:
+    storescu = find_tool("storescu")
+    log_config = workdir / "storescu-log.cfg"
+    log_config.write_text(LOG_CONFIG, encoding="utf-8")
+    shares = [count // associations + (1 if i < count % associations else 0) for i in range(associations)]
+    logs = [workdir / f"storescu-{i}.log" for i in range(associations)]
+    started = time.perf_counter()
+    senders = []
+    for share, log in zip(shares, logs, strict=True):
+        command = [storescu, "-lc", str(log_config), "-aet", "BENCH", "-aec", receiver.ae_title]
+        command += ["--repeat", str(share), "+II", "127.0.0.1", str(receiver.port), str(source)]
+        with log.open("wb") as output:  # the log4cplus console appender writes to stdout
+            senders.append(subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT))
+    codes = [sender.wait() for sender in senders]
+    errors = [f"storescu exited {code}" for code in codes if code != 0]
+    seconds = time.perf_counter() - started
+    stored = 0
+    latencies: list[float] = []
+    for log in logs:
+        successes, times = parse_storescu_log(log.read_text(errors="replace"))
+        stored += successes
+        latencies += times
+    measurement = Measurement(
+        receiver=receiver.name,
+        associations=associations,
+        sent=count,
+        stored=stored,
+        seconds=seconds,
+        bytes_per_instance=source.stat().st_size,
+        latencies_ms=latencies,
+        peak_rss_mb=peak_rss_mb(receiver.process.pid),
+    )
+    if errors or stored != count:
+        measurement.error = "; ".join(errors) or f"{count - stored} not acknowledged"
+    return measurement
+
+
+def gazex_indexed(workdir: Path) -> int:
+    database = workdir / "data" / "gazex.db"
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute("SELECT count(*) FROM instances").fetchone()[0])
+
+
+def run_scenario(name: str, source: Path, count: int, associations: int, scratch: Path) -> Measurement:
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-{associations}-", dir=scratch))
+    receiver = STARTERS[name](workdir)
+    try:
+        measurement = send(receiver, source, count, associations, workdir)
+        if name == "gazex" and not measurement.error:
+            indexed = gazex_indexed(workdir)
+            if indexed != measurement.stored:
+                measurement.error = f"{indexed} indexed of {measurement.stored} acknowledged"
+        return measurement
+    finally:
+        stop(receiver.process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(measurements: Sequence[Measurement], count: int, source: Path) -> str:
+    by_key = {(m.receiver, m.associations): m for m in measurements}
+    headers = [
+        "receiver", "associations", "instances", "MB/s", "images/s", "p50 ms", "p99 ms", "peak RSS MB",
+        "gazex MB/s ÷ this",
+    ]  # fmt: skip
+    rows = []
+    for m in measurements:
+        ours = by_key.get(("gazex serve", m.associations))
+        ratio = ours.mb_per_s / m.mb_per_s if ours and m.mb_per_s else float("nan")
+        rows.append(
+            [
+                m.receiver + (f" ({m.error})" if m.error else ""),
+                m.associations,
+                f"{m.stored}/{m.sent}",
+                m.mb_per_s,
+                m.images_per_s,
+                percentile(m.latencies_ms, 50),
+                percentile(m.latencies_ms, 99),
+                m.peak_rss_mb,
+                "1.00x" if m.receiver == "gazex serve" else f"{ratio:.2f}x",
+            ]
+        )
+    size_mb = source.stat().st_size / 1e6
+    lines = [
+        f"Ingest: {count} x {source.name} ({size_mb:.1f} MB, new SOP Instance UID each) "
+        "sent by dcmtk storescu over loopback",
+        machine_line(),
+        "",
+        format_table(headers, rows),
+        "",
+    ]
+    for associations in sorted({m.associations for m in measurements}):
+        ours = by_key.get(("gazex serve", associations))
+        peer = by_key.get(("dcmtk storescp", associations))
+        if ours and peer and peer.mb_per_s:
+            ratio = ours.mb_per_s / peer.mb_per_s
+            verdict = "met" if ratio >= RATIO_TARGET else "NOT met"
+            lines.append(
+                f"{associations} association(s): gazex / storescp = {ratio:.2f}x (target >= {RATIO_TARGET}x: {verdict})"
+            )
+    gazex_runs = [m for m in measurements if m.receiver == "gazex serve"]
+    if gazex_runs:
+        received_gb = max(m.stored for m in gazex_runs) * source.stat().st_size / 1e9
+        peak = max(m.peak_rss_mb for m in gazex_runs)
+        verdict = "met" if peak < RSS_TARGET_MB else "NOT met"
+        lines.append(
+            f"gazex peak RSS {peak:.0f} MB while receiving {received_gb:.2f} GB per run "
+            f"(target < {RSS_TARGET_MB:.0f} MB while receiving 1 GB: {verdict if received_gb >= 1 else 'run N>=139'})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=144, help="instances per run (default 144: ~1 GB)")
+    parser.add_argument(
+        "--peers", default="storescp,orthanc", help="comma-separated peers beside gazex: storescp, orthanc"
+    )
+    parser.add_argument("--associations", default="1,4", help="comma-separated association counts (default 1,4)")
+    parser.add_argument("--source", type=Path, help="the DICOM file to send (default: the 7.2 MB chest CR)")
+    parser.add_argument("--scratch", type=Path, help="where receivers keep their data (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if args.source is None:
+        from pydicom.data import get_testdata_file
+
+        found = get_testdata_file("RG1_UNCR.dcm")
+        if found is None:
+            raise SystemExit("the chest CR RG1_UNCR.dcm is missing: pip install pydicom-data")
+        args.source = Path(str(found))
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = [p for p in peers if p not in STARTERS or p == "gazex"]
+    if unknown:
+        raise SystemExit(f"unknown peer(s) {', '.join(unknown)}: choose from storescp, orthanc")
+    counts = [int(a) for a in args.associations.split(",")]
+    scratch = Path(tempfile.mkdtemp(prefix="gazex-ingest-bench-", dir=args.scratch))
+    measurements = []
+    try:
+        for associations in counts:
+            for name in ["gazex", *peers]:
+                measurement = run_scenario(name, args.source, args.count, associations, scratch)
+                print(
+                    f"  {measurement.receiver:<15} x{associations}: {measurement.mb_per_s:7.1f} MB/s"
+                    f"{'  ' + measurement.error if measurement.error else ''}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                measurements.append(measurement)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(report(measurements, args.count, args.source))
+    return 1 if any(m.error for m in measurements) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""``gazex serve``: run the DICOM node (C-ECHO and C-STORE SCP) until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from pydicom import config as pydicom_config
+
+from gateway.cli import CommandError
+from gateway.cli._settings import add_config_argument, settings_from
+from gateway.db import DatabaseError
+from gateway.dicom.tls import TLSConfigError
+from gateway.runtime import GatewayRuntime
+from gateway.spool import SpoolError
+
+LOGGER = logging.getLogger("gateway.serve")
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the DICOM node: receive (C-STORE), store durably, index; answer C-ECHO",
+        description="Run the Storage and Verification SCP until SIGTERM/SIGINT, then shut down gracefully.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--port", type=int, help="TCP port to listen on (dicom.port)")
+    parser.add_argument("--ae-title", metavar="AET", help="our AE title (dicom.ae_titles: [AET])")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="data directory (storage.data_dir)")
+    parser.set_defaults(handler=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    dicom: dict[str, Any] = {}
+    if args.port is not None:
+        dicom["port"] = args.port
+    if args.ae_title is not None:
+        dicom["ae_titles"] = [args.ae_title]
+    overrides: dict[str, Any] = {"dicom": dicom} if dicom else {}
+    if args.data_dir is not None:
+        overrides["storage"] = {"data_dir": args.data_dir}
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args, _overrides(args))
+    # pydicom must never warn about values on the receive path: its warnings can quote PHI
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    if not LOGGER.isEnabledFor(logging.DEBUG):
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # SIGTERM/SIGINT are blocked before any thread starts (threads inherit the mask) and taken
+    # by sigwait in this thread, so a signal is seen at once, whichever thread it was sent to
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    runtime = GatewayRuntime(settings)
+    try:
+        try:
+            runtime.open()
+            host, port = runtime.start()
+        except (DatabaseError, SpoolError, TLSConfigError) as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {settings.dicom.host}:{settings.dicom.port}: {exc.strerror}; "
+                "choose another dicom.port (or --port) or stop what uses it"
+            ) from None
+        LOGGER.info("gazex serve ready on %s:%d; stop with SIGTERM", host, port)
+        received = signal.sigwait(stop_signals)
+        LOGGER.info("%s received: shutting down gracefully", signal.Signals(received).name)
+        runtime.stop()
+    finally:
+        runtime.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    return 0

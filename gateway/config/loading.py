@@ -1,0 +1,245 @@
+"""Build :class:`Settings` from defaults, a YAML file, ``GAZEX_*`` variables and flags.
+
+Priority, lowest first: the embedded defaults, the YAML file, environment variables
+(``GAZEX_<SECTION>__<KEY>``, lists and mappings as JSON), command-line flags.  Every problem
+is reported at once, each naming the key, the value, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import EnvSettingsSource
+from pydantic_settings.sources.utils import parse_env_vars
+
+from gateway.config.settings import Settings
+
+ENV_PREFIX = "GAZEX_"
+ENV_DELIMITER = "__"
+
+
+class ConfigError(Exception):
+    """The configuration is wrong; the message lists every problem and where it is."""
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Validate the layered configuration; raise :class:`ConfigError` naming every bad key.
+
+    ``overrides`` holds command-line flags as a nested mapping (``{"dicom": {"port": 104}}``).
+    ``environ`` defaults to ``os.environ``.
+    """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), read_config_file(config_file)))
+    env_values = environment_values(os.environ if environ is None else environ)
+    if env_values:
+        layers.append(("environment", env_values))
+    if overrides:
+        layers.append(("command line", _plain(overrides)))
+    merged: dict[str, Any] = {}
+    for _, values in layers:
+        merged = deep_merge(merged, values)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, layers, config_file)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``; an empty file is an empty mapping."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} does not exist; create one with: gazex config example > {path}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"configuration file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"configuration file {path} must hold a mapping of sections (dicom:, storage:, database:), "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The nested values that ``GAZEX_<SECTION>__<KEY>`` variables set (parsed by pydantic-settings).
+
+    Only variables with a section (a double underscore) count, so unrelated ``GAZEX_*``
+    variables (for example the test suite's) are not mistaken for settings.
+    """
+    relevant = {
+        key: value
+        for key, value in environ.items()
+        if key.upper().startswith(ENV_PREFIX) and ENV_DELIMITER in key[len(ENV_PREFIX) :]
+    }
+    if not relevant:
+        return {}
+    values: dict[str, Any] = _EnvironmentSource(relevant)()
+    unknown = sorted(
+        key
+        for key in relevant
+        if key[len(ENV_PREFIX) :].split(ENV_DELIMITER, 1)[0].lower() not in Settings.model_fields
+    )
+    if unknown:
+        raise ConfigError(
+            "environment: "
+            + "; ".join(
+                f"{key} names no settings section (allowed: {', '.join(_env_names(Settings))})" for key in unknown
+            )
+        )
+    return values
+
+
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment parsing, over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(
+            Settings,
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter=ENV_DELIMITER,
+            env_parse_none_str="null",
+        )
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``update`` laid over ``base``; nested mappings merge, everything else replaces."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def format_errors(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]], config_file: Path | None) -> str:
+    """One line per problem: the key, the value, where it was set, what is wrong and what is allowed."""
+    where = f" ({config_file})" if config_file is not None else ""
+    lines = [f"invalid configuration{where}:"]
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        key = _dotted(loc)
+        origin = _origin(loc, layers)
+        if error["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            lines.append(
+                f"  - {key}: unknown key (set {origin} to {_short(error['input'])}); "
+                f"allowed keys here: {', '.join(allowed)}"
+            )
+            continue
+        message = str(error["msg"]).removeprefix("Value error, ")
+        value = error.get("input")
+        if isinstance(value, (dict, list)) and error["type"] == "value_error":
+            lines.append(f"  - {key or 'settings'} (set {origin}): {message}")
+        else:
+            lines.append(f"  - {key or 'settings'} = {_short(value)} (set {origin}): {message}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _origin(loc: tuple[Any, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """Which layer set the value at ``loc`` (the highest-priority one that has it)."""
+    for name, values in reversed(layers):
+        node: Any = values
+        variable: list[str] = []  # the mapping keys before any list: the environment variable's parts
+        in_list = False
+        depth = 0
+        for part in loc:
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+                if not in_list:
+                    variable.append(str(part))
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+                in_list = True
+            else:
+                break
+            depth += 1
+        if depth == 0 or (depth < len(loc) and isinstance(node, Mapping)):
+            continue  # this layer does not hold the value
+        if name == "environment":
+            return "by environment variable " + ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in variable)
+        if name == "command line":
+            return "on the command line"
+        return f"in {name}"
+    return "by default"
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel class inside an annotation such as ``list[X]``, ``X | None`` or ``Annotated[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return None
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _unwrap_model(args[0])
+    if origin in (list, tuple, typing.Union, types.UnionType):
+        for arg in args:
+            model = _unwrap_model(arg)
+            if model is not None:
+                return model
+    return None
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] | None = Settings
+    for part in parent:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        model = _unwrap_model(field.annotation) if field is not None else None
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _env_names(model: type[BaseModel]) -> list[str]:
+    return [ENV_PREFIX + name.upper() + ENV_DELIMITER + "..." for name in model.model_fields]
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _plain(value) if isinstance(value, Mapping) else value for key, value in values.items()}

@@ -1,0 +1,1 @@
+"""Alembic migration environment for the gateway's index (shipped as package data)."""

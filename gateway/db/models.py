@@ -1,0 +1,155 @@
+"""The index: patients, studies, series and instances as received, plus every replacement.
+
+Typed SQLAlchemy 2.0 ORM.  Columns hold the header fields that routing and study completion
+need; the instance's bytes live in the spool at ``file_path`` (relative to the spool root).
+Text columns are unbounded because senders do not always respect DICOM's value lengths.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+#: Constraint names Alembic can rely on, on SQLite and PostgreSQL alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps stored in the index must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Patient(Base):
+    """A patient as the sender identifies them: Patient ID within its issuer (both may be empty)."""
+
+    __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("patient_id", "issuer_of_patient_id", name="uq_patients_identity"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String, default="")
+    issuer_of_patient_id: Mapped[str] = mapped_column(String, default="")
+    patient_name: Mapped[str | None] = mapped_column(String)
+    patient_birth_date: Mapped[str | None] = mapped_column(String)
+    patient_sex: Mapped[str | None] = mapped_column(String)
+
+    studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+
+class Study(Base):
+    """A study; ``first_received_at``/``last_received_at`` drive study completion."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String, unique=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    study_date: Mapped[str | None] = mapped_column(String)
+    study_time: Mapped[str | None] = mapped_column(String)
+    accession_number: Mapped[str | None] = mapped_column(String)
+    study_id: Mapped[str | None] = mapped_column(String)
+    study_description: Mapped[str | None] = mapped_column(String)
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+    patient: Mapped[Patient] = relationship(back_populates="studies")
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+
+
+class Series(Base):
+    """A series with the fields routing rules test (modality, body part, description, laterality)."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_instance_uid: Mapped[str] = mapped_column(String, unique=True)
+    study_pk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    modality: Mapped[str | None] = mapped_column(String)
+    body_part_examined: Mapped[str | None] = mapped_column(String)
+    series_description: Mapped[str | None] = mapped_column(String)
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    laterality: Mapped[str | None] = mapped_column(String)
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    """One SOP instance: its header fields, where it came from, and where its bytes are."""
+
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String, unique=True)
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String)
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    image_type: Mapped[str | None] = mapped_column(String)
+    view_position: Mapped[str | None] = mapped_column(String)
+    image_laterality: Mapped[str | None] = mapped_column(String)
+    patient_orientation: Mapped[str | None] = mapped_column(String)
+    photometric_interpretation: Mapped[str | None] = mapped_column(String)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    transfer_syntax_uid: Mapped[str] = mapped_column(String)
+    calling_ae_title: Mapped[str] = mapped_column(String)
+    called_ae_title: Mapped[str] = mapped_column(String)
+    peer_address: Mapped[str | None] = mapped_column(String)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    file_path: Mapped[str] = mapped_column(String)
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+    replacements: Mapped[list[InstanceReplacement]] = relationship(back_populates="instance")
+
+
+class InstanceReplacement(Base):
+    """A received copy with different bytes replaced the stored one (e.g. a study resent after correction)."""
+
+    __tablename__ = "instance_replacements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_pk: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String, index=True)
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    previous_series_instance_uid: Mapped[str] = mapped_column(String)
+    previous_content_sha256: Mapped[str] = mapped_column(String(64))
+    previous_file_size: Mapped[int] = mapped_column(BigInteger)
+    previous_transfer_syntax_uid: Mapped[str] = mapped_column(String)
+    previous_received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    calling_ae_title: Mapped[str] = mapped_column(String)
+
+    instance: Mapped[Instance] = relationship(back_populates="replacements")

@@ -1,0 +1,91 @@
+"""The running gateway, assembled from settings: database, spool, DICOM node.
+
+Everything is built here from one :class:`~gateway.config.Settings` and passed down; nothing
+is opened at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+from sqlalchemy import Engine
+
+from gateway.config import Settings
+from gateway.db import DatabaseError, create_database_engine, describe, require_current, schema_status, upgrade
+from gateway.db.index import InstanceIndex
+from gateway.dicom.node import DicomNode
+from gateway.dicom.store import InstanceStore
+from gateway.dicom.tls import server_context
+from gateway.spool import Spool
+
+LOGGER = logging.getLogger(__name__)
+
+
+class GatewayRuntime:
+    """Open with :meth:`open`, run with :meth:`start`, end with :meth:`stop` and :meth:`close`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: Engine | None = None
+        self.spool: Spool | None = None
+        self.node: DicomNode | None = None
+
+    def open(self) -> None:
+        """Prepare the database schema and the spool; raises DatabaseError, SpoolError, TLSConfigError."""
+        settings = self.settings
+        engine = create_database_engine(settings.database_url)
+        self.engine = engine
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # our own line says what was migrated
+        if settings.database.upgrade_on_start:
+            before = _revision(engine)
+            status = upgrade(engine)
+            if before != status.current:
+                LOGGER.info(
+                    "database %s migrated from %s to %s",
+                    describe(settings.database_url),
+                    before or "empty",
+                    status.head,
+                )
+        else:
+            require_current(engine)
+        spool = Spool(settings.storage.spool_path, int(settings.storage.min_free_disk))
+        spool.open()
+        self.spool = spool
+        ssl_context = server_context(settings.dicom.tls) if settings.dicom.tls.enabled else None
+        store = InstanceStore(spool, InstanceIndex(engine))
+        self.node = DicomNode(settings.dicom, store, ssl_context=ssl_context)
+
+    def start(self) -> tuple[str, int]:
+        if self.node is None:
+            raise RuntimeError("open() the runtime before start()")
+        return self.node.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        if self.node is not None:
+            self.node.stop(grace)
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        if self.engine is not None:
+            self.engine.dispose()
+            self.engine = None
+
+    def __enter__(self) -> GatewayRuntime:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop(grace=0)
+        self.close()
+
+
+def _revision(engine: Engine) -> str | None:
+    try:
+        return schema_status(engine).current
+    except DatabaseError:
+        return None
