@@ -369,18 +369,33 @@ def _walk_uses_scheme(dataset: Dataset, designator: str) -> bool:
     return False
 
 
-def copy_series_anatomy(dataset: Dataset, source: Dataset) -> None:
+def copy_series_anatomy(dataset: Dataset, source: Dataset, *, unknown_laterality_empty: bool = False) -> None:
     """Copy Body Part Examined and Laterality (General Series) from the source.
 
-    Laterality is Type 2C, required unless the body part is known to be unpaired: when the
-    source names neither, it is written empty, which PS3.3 allows when laterality is unknown.
+    Laterality is Type 2C, required when the body part is paired.  With
+    ``unknown_laterality_empty``, a source that names neither body part nor laterality gives
+    an empty Laterality (PS3.3 allows it when laterality is unknown): dciodvfy requires it
+    in a GSPS, and in an SC image, and refuses it in a SEG.
     """
     if source.get("BodyPartExamined"):
         dataset.BodyPartExamined = source.BodyPartExamined
     if source.get("Laterality"):
         dataset.Laterality = source.Laterality
-    elif not source.get("BodyPartExamined"):
+    elif unknown_laterality_empty and not source.get("BodyPartExamined"):
         dataset.Laterality = ""
+
+
+def plain_dataset(dataset: Dataset) -> Dataset:
+    """A plain pydicom Dataset with the same elements and file meta (no copy of the values).
+
+    Our outputs are handed over as plain datasets: the highdicom objects keep internal state
+    (parsed content trees, frame indexes) that would not follow the changes made after their
+    construction.
+    """
+    plain = Dataset()
+    plain.update(dataset)
+    plain.file_meta = dataset.file_meta
+    return plain
 
 
 def finalize(dataset: Dataset, ctx: EncodeContext, kind: str, series_description: str) -> Dataset:
@@ -416,4 +431,4 @@ def finalize(dataset: Dataset, ctx: EncodeContext, kind: str, series_description
     dataset.SeriesDescription = ctx.text(series_description, max_length=64, single_line=True)
     if _walk_uses_scheme(dataset, codes.PRIVATE_SCHEME):
         dataset.CodingSchemeIdentificationSequence = codes.coding_scheme_identification()
-    return dataset
+    return dataset if type(dataset) is Dataset else plain_dataset(dataset)

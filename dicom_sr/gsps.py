@@ -193,7 +193,7 @@ def build_one(ctx: EncodeContext, image: ImageWork) -> Dataset:
         institution_name=equipment.institution_name,
         institutional_department_name=equipment.department_name,
     )
-    copy_series_anatomy(gsps, image.source)
+    copy_series_anatomy(gsps, image.source, unknown_laterality_empty=True)
     return finalize(gsps, ctx, "gsps", SERIES_DESCRIPTIONS["gsps"])
 
 

@@ -156,7 +156,7 @@ def build_secondary_capture(ctx: EncodeContext, image: ImageWork) -> Dataset:
     reference.ReferencedSOPClassUID = image.sop_class_uid
     reference.ReferencedSOPInstanceUID = image.sop_instance_uid
     sc.SourceImageSequence = [reference]
-    copy_series_anatomy(sc, source)
+    copy_series_anatomy(sc, source, unknown_laterality_empty=True)
     return finalize(sc, ctx, "sc", SERIES_DESCRIPTIONS["sc"])
 
 

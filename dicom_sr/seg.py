@@ -14,9 +14,10 @@ reference, so the SEG has none either; Patient Orientation is copied from the so
 
 How the pixels are written: highdicom builds the whole IOD (modules, functional groups,
 segment descriptions, references) from an all-zero placeholder of the right shape, and the
-frames are then written here.  Handing highdicom the float array instead makes it check every
-value with ``np.unique`` and an overlap sum over all segments, about 0.5 s for one 2k x 2k
-image against a total budget of 0.2 s (see ``benchmarks/encode.py``).  The quantisation is
+frames (and Maximum Fractional Value) are then written here.  Handing highdicom the float
+array instead makes it check every value with ``np.unique`` and an overlap sum over all
+segments, about 0.5 s for one 2k x 2k image against a total budget of 0.2 s (see
+``benchmarks/encode.py``).  The quantisation is
 highdicom's own, ``round(value * 255)``; a unit test compares both paths byte for byte.
 """
 
@@ -161,6 +162,12 @@ def _without_pixel_spacing(source: Dataset) -> Dataset:
     return header
 
 
+def _frame_segment(seg: Dataset, frame: Dataset) -> int:
+    """The segment a frame belongs to (highdicom moves it to the shared group when there is one)."""
+    item = frame if "SegmentIdentificationSequence" in frame else seg.SharedFunctionalGroupsSequence[0]
+    return int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+
+
 def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
     """The FRACTIONAL SEG of one image."""
     rows, columns = image.rows, image.columns
@@ -202,7 +209,9 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
     )
     frames.append(quantize(density))
 
-    placeholder = np.zeros((1, rows, columns, len(descriptions)), dtype=np.uint8)
+    # A read-only all-zero view, and a maximum fractional value of 1 so that highdicom does not
+    # scale it: it only needs the shape. The real frames and maximum are set below.
+    placeholder = np.broadcast_to(np.zeros((), dtype=np.uint8), (1, rows, columns, len(descriptions)))
     equipment = ctx.equipment
     seg = hd.seg.Segmentation(
         source_images=[_without_pixel_spacing(image.source)],
@@ -214,7 +223,7 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
         sop_instance_uid=ctx.uids.uid("seg", "instance", image.sop_instance_uid),
         instance_number=image.number,
         fractional_type="PROBABILITY",
-        max_fractional_value=MAX_FRACTIONAL_VALUE,
+        max_fractional_value=1,
         content_description=ctx.content_description(),
         content_label="GAZEX_AI",
         omit_empty_frames=False,
@@ -229,15 +238,14 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
         institution_name=equipment.institution_name,
         institutional_department_name=equipment.department_name,
     )
-    order = [
-        int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber) for f in seg.PerFrameFunctionalGroupsSequence
-    ]
+    order = [_frame_segment(seg, f) for f in seg.PerFrameFunctionalGroupsSequence]
     if sorted(order) != list(range(1, len(frames) + 1)):  # pragma: no cover - highdicom contract
         raise RuntimeError(f"highdicom laid out frames for segments {order}, expected one per segment")
     pixel_data = b"".join(frames[number - 1].tobytes() for number in order)
     if len(pixel_data) % 2:
         pixel_data += b"\x00"
     seg.PixelData = pixel_data
+    seg.MaximumFractionalValue = MAX_FRACTIONAL_VALUE
     seg.SegmentsOverlap = _overlap(frames, boxes)
     seg.PatientOrientation = image.source.get("PatientOrientation", "")
     copy_series_anatomy(seg, image.source)

@@ -29,7 +29,9 @@ WHEN = datetime.datetime(2024, 5, 6, 7, 8, 9)
 ToolFinder = Callable[[str], Path]
 
 
-def study_analysis(source: Dataset, image: ImageAnalysis | None = None, model: ModelIdentity = FAKE_IDENTITY) -> StudyAnalysis:
+def study_analysis(
+    source: Dataset, image: ImageAnalysis | None = None, model: ModelIdentity = FAKE_IDENTITY
+) -> StudyAnalysis:
     """An analysis of ``source``: the FakeEngine's fixed one unless ``image`` is given."""
     if image is None:
         image = fixed_image_analysis(str(source.SOPInstanceUID), int(source.Rows), int(source.Columns))
@@ -111,7 +113,9 @@ def write(dataset: Dataset, directory: Path, name: str) -> Path:
 
 
 def run_tool(tool: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(tool), *args], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120, check=False
+    )
 
 
 def dciodvfy_errors(find_tool: ToolFinder, path: Path) -> list[str]:

@@ -72,7 +72,7 @@ def written(source: Dataset, tmp_path: Path) -> dict[str, Dataset]:
 
 def test_every_output_passes_dciodvfy(written: dict[str, Dataset], dicom_tool: ToolFinder) -> None:
     problems = {kind: dciodvfy_errors(dicom_tool, Path(ds.filename)) for kind, ds in written.items()}
-    assert problems == dict.fromkeys(written, []), f"dciodvfy errors: {problems}"
+    assert problems == {kind: [] for kind in written}, f"dciodvfy errors: {problems}"
 
 
 def test_srs_pass_dsrdump(written: dict[str, Dataset], dicom_tool: ToolFinder) -> None:
@@ -88,9 +88,7 @@ def test_gsps_passes_dcmpschk(written: dict[str, Dataset], dicom_tool: ToolFinde
     assert not [line for line in report.splitlines() if line.startswith(("E:", "F:"))], report
 
 
-def test_every_output_is_in_the_source_study_with_its_own_series(
-    written: dict[str, Dataset], source: Dataset
-) -> None:
+def test_every_output_is_in_the_source_study_with_its_own_series(written: dict[str, Dataset], source: Dataset) -> None:
     series = {kind: ds.SeriesInstanceUID for kind, ds in written.items()}
     assert len(set(series.values())) == len(series)
     for kind, ds in written.items():
