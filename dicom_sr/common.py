@@ -395,6 +395,7 @@ def plain_dataset(dataset: Dataset) -> Dataset:
     plain = Dataset()
     plain.update(dataset)
     plain.file_meta = dataset.file_meta
+    plain.preamble = b"\x00" * 128  # so that even a plain save_as() writes a DICOM Part 10 file
     return plain
 
 

@@ -71,7 +71,8 @@ def encode(
     Returns
     -------
     The datasets, in the order SR, SEGs, GSPSs, text SR, SCs (of the kinds asked for). Each
-    has its file meta information and can be written with ``dataset.save_as(path)``.
+    has its file meta information; write it with
+    ``pydicom.dcmwrite(path, dataset, enforce_file_format=True)``.
 
     Raises
     ------

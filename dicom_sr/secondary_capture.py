@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut
+from pydicom.pixels.utils import pixel_array
 
 from dicom_sr import raster
 from dicom_sr.common import (
@@ -39,7 +40,7 @@ def display_gray(source: Dataset) -> npt.NDArray[np.uint8]:
     none), then inverted for MONOCHROME1.
     """
     try:
-        stored = source.pixel_array
+        stored = pixel_array(source)  # unlike source.pixel_array, leaves no cache on the caller's dataset
     except Exception as exc:  # pydicom raises many types for missing/undecodable pixel data
         raise EncodeError(
             f"Cannot decode the pixel data of source {source.get('SOPInstanceUID')} for the 'sc' output "

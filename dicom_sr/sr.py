@@ -147,17 +147,20 @@ def trajectory_tracking_id(ctx: EncodeContext, image: ImageWork, suffix: str = "
 def _trajectory_groups(ctx: EncodeContext, image: ImageWork, algorithm: AlgorithmIdentification) -> list[Group]:
     if not image.trajectory:
         return []
-    points = np.array([[f.point.x, f.point.y] for f in image.trajectory], dtype=np.float64)
-    graphic_type = "POLYLINE" if len(points) >= 2 else "POINT"
-    path = PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=TrackingIdentifier(
-            uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),
-            identifier=trajectory_tracking_id(ctx, image),
-        ),
-        referenced_region=_region(image, graphic_type, points),
-        finding_type=codes.INSPECTION_TRAJECTORY,
-        algorithm_id=algorithm,
-    )
+    groups: list[Group] = []
+    if len(image.trajectory) >= 2:  # a path needs two points; a lone fixation is only a step below
+        points = np.array([[f.point.x, f.point.y] for f in image.trajectory], dtype=np.float64)
+        groups.append(
+            PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(
+                    uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),
+                    identifier=trajectory_tracking_id(ctx, image),
+                ),
+                referenced_region=_region(image, "POLYLINE", points),
+                finding_type=codes.INSPECTION_TRAJECTORY,
+                algorithm_id=algorithm,
+            )
+        )
     source = SourceImageForRegion(image.sop_class_uid, image.sop_instance_uid)
     steps = [
         Measurement(
@@ -184,7 +187,7 @@ def _trajectory_groups(ctx: EncodeContext, image: ImageWork, algorithm: Algorith
         measurements=steps,
         source_images=[SourceImageForMeasurementGroup(image.sop_class_uid, image.sop_instance_uid)],
     )
-    return [path, ordered]
+    return [*groups, ordered]
 
 
 def _coded_modality(modality: str) -> Code:

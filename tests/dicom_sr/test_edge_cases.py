@@ -10,7 +10,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
 
-from dicom_sr import EncodeError, InstanceReference, Predecessor, encode
+from dicom_sr import OUTPUT_KINDS, EncodeError, InstanceReference, Predecessor, encode
 from inference.results import Finding, Fixation, ImageAnalysis, Point
 from inference.testing import fixed_image_analysis
 from tests.dicom_sr.helpers import (
@@ -48,9 +48,32 @@ def _validated(datasets: list[Dataset], tmp_path: Path, dicom_tool: ToolFinder) 
 
 def test_same_analysis_encodes_to_identical_bytes(chest_cr: Dataset) -> None:
     analysis = study_analysis(chest_cr)
-    first = encode(analysis, [chest_cr], analysis_id="job-1", content_datetime=WHEN)
-    second = encode(analysis, [chest_cr], analysis_id="job-1", content_datetime=WHEN)
+    first = encode(analysis, [chest_cr], OUTPUT_KINDS, analysis_id="job-1", content_datetime=WHEN)
+    second = encode(analysis, [chest_cr], OUTPUT_KINDS, analysis_id="job-1", content_datetime=WHEN)
+    assert len(first) == len(OUTPUT_KINDS)
     assert [to_bytes(d) for d in first] == [to_bytes(d) for d in second]
+    assert "_pixel_array" not in vars(chest_cr) or chest_cr._pixel_array is None  # no cache left on the source
+
+
+def test_outputs_are_part10_files_even_with_a_plain_save_as(chest_cr: Dataset, tmp_path: Path) -> None:
+    for index, dataset in enumerate(
+        encode(study_analysis(chest_cr), [chest_cr], analysis_id="x", content_datetime=WHEN)
+    ):
+        path = tmp_path / f"{index}.dcm"
+        dataset.save_as(path)
+        assert path.read_bytes()[128:132] == b"DICM"
+        assert pydicom.dcmread(path).SOPInstanceUID == dataset.SOPInstanceUID
+
+
+def test_a_single_fixation_is_a_step_without_a_path(chest_cr: Dataset, tmp_path: Path, dicom_tool: ToolFinder) -> None:
+    image = ImageAnalysis(
+        str(chest_cr.SOPInstanceUID), int(chest_cr.Rows), int(chest_cr.Columns), "", (), (Fixation(1, Point(5, 6)),)
+    )
+    datasets = encode(study_analysis(chest_cr, image), [chest_cr], analysis_id="one", content_datetime=WHEN)
+    sr, _, gsps = _validated(datasets, tmp_path, dicom_tool)
+    assert set(tracking_groups(sr)) == {"Inspection trajectory steps"}
+    trajectory = next(a for a in gsps.GraphicAnnotationSequence if a.GraphicLayer == "AI TRAJECTORY")
+    assert [g.GraphicType for g in trajectory.GraphicObjectSequence] == ["CIRCLE"]
 
 
 def test_uids_follow_analysis_id_and_model(chest_cr: Dataset) -> None:
