@@ -67,8 +67,8 @@ def quantize(fraction: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
 def box_frame(box: Box, rows: int, columns: int) -> npt.NDArray[np.uint8]:
     """The stored frame of a box segment; computed only over the box's pixels."""
     frame = np.zeros((rows, columns), dtype=np.uint8)
-    r0, r1 = max(0, math.floor(box.y0)), min(rows, math.ceil(box.y1))
-    c0, c1 = max(0, math.floor(box.x0)), min(columns, math.ceil(box.x1))
+    row_slice, column_slice = _box_slices(box, rows, columns)
+    r0, r1, c0, c1 = row_slice.start, row_slice.stop, column_slice.start, column_slice.stop
     if r1 > r0 and c1 > c0:
         ys = coverage(box.y0 - r0, box.y1 - r0, r1 - r0)
         xs = coverage(box.x0 - c0, box.x1 - c0, c1 - c0)
@@ -132,18 +132,32 @@ def _algorithm(ctx: EncodeContext, extra: dict[str, str] | None = None) -> hd.Al
     )
 
 
+def _box_slices(box: Box, rows: int, columns: int) -> tuple[slice, slice]:
+    return (
+        slice(max(0, math.floor(box.y0)), min(rows, math.ceil(box.y1))),
+        slice(max(0, math.floor(box.x0)), min(columns, math.ceil(box.x1))),
+    )
+
+
 def _overlap(frames: list[npt.NDArray[np.uint8]], boxes: list[Box]) -> str:
-    """SegmentsOverlap from the geometry: box pairs that intersect, or attention inside a box."""
-    for i, a in enumerate(boxes):
-        for b in boxes[i + 1 :]:
-            if a.iou(b) > 0:
+    """SegmentsOverlap: YES when two segments have a non-zero value at the same pixel.
+
+    Only the pixels where both can be non-zero are looked at: the intersection of the boxes,
+    or the box for a box and the attention segment (the last frame, anywhere in the image).
+    """
+    rows, columns = frames[-1].shape
+    extents = [_box_slices(box, rows, columns) for box in boxes] + [(slice(0, rows), slice(0, columns))]
+    for i in range(len(frames)):
+        for j in range(i + 1, len(frames)):
+            (ri, ci), (rj, cj) = extents[i], extents[j]
+            region = (
+                slice(max(ri.start, rj.start), min(ri.stop, rj.stop)),
+                slice(max(ci.start, cj.start), min(ci.stop, cj.stop)),
+            )
+            if region[0].stop <= region[0].start or region[1].stop <= region[1].start:
+                continue
+            if np.any((frames[i][region] > 0) & (frames[j][region] > 0)):
                 return "YES"
-    attention = frames[-1]
-    for box, frame in zip(boxes, frames[:-1], strict=True):
-        r0, r1 = math.floor(box.y0), math.ceil(box.y1)
-        c0, c1 = math.floor(box.x0), math.ceil(box.x1)
-        if np.any((attention[r0:r1, c0:c1] > 0) & (frame[r0:r1, c0:c1] > 0)):
-            return "YES"
     return "NO"
 
 

@@ -72,3 +72,19 @@ def test_our_frames_equal_highdicoms_float_path() -> None:
     assert ours.PixelData == reference.PixelData
     assert ours.MaximumFractionalValue == reference.MaximumFractionalValue == 255
     assert ours.SegmentsOverlap == "YES"
+
+
+def test_segments_overlap_is_read_from_the_pixels() -> None:
+    source = synthetic_radiograph(40, 40)
+    apart = (
+        Finding("A.", "nodule", True, region(0, 0, 10, 10)),
+        Finding("B.", "mass", True, region(20, 20, 30, 30)),
+    )
+    touching = (apart[0], Finding("B.", "mass", True, region(10, 0, 20, 10)))  # shares an edge, no pixel
+    crossing = (apart[0], Finding("B.", "mass", True, region(9.5, 9.5, 20, 20)))
+    overlaps = []
+    for findings in (apart, touching, crossing):
+        image = ImageAnalysis(str(source.SOPInstanceUID), 40, 40, "", findings, ())  # no attention
+        (seg,) = encode(study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN)
+        overlaps.append(seg.SegmentsOverlap)
+    assert overlaps == ["NO", "NO", "YES"]
