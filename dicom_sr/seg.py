@@ -59,20 +59,33 @@ def box_fraction(box: Box, rows: int, columns: int) -> npt.NDArray[np.float32]:
 
 def quantize(fraction: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
     """Fractions in [0, 1] -> stored values, exactly as highdicom does: round(f * 255)."""
-    scaled = np.multiply(fraction, float(MAX_FRACTIONAL_VALUE), dtype=np.float32)
-    stored: npt.NDArray[np.uint8] = np.rint(scaled).astype(np.uint8)
+    stored = np.empty(fraction.shape, dtype=np.uint8)
+    quantize_into(stored, np.array(fraction, dtype=np.float32))
     return stored
 
 
-def box_frame(box: Box, rows: int, columns: int) -> npt.NDArray[np.uint8]:
-    """The stored frame of a box segment; computed only over the box's pixels."""
-    frame = np.zeros((rows, columns), dtype=np.uint8)
+def quantize_into(stored: npt.NDArray[np.uint8], fraction: npt.NDArray[np.float32]) -> None:
+    """:func:`quantize` written into ``stored``; ``fraction`` (float32) is used as scratch space."""
+    np.multiply(fraction, np.float32(MAX_FRACTIONAL_VALUE), out=fraction)
+    np.rint(fraction, out=fraction)
+    np.copyto(stored, fraction, casting="unsafe")
+
+
+def fill_box(frame: npt.NDArray[np.uint8], box: Box) -> None:
+    """Write the stored values of a box segment into an all-zero frame, touching only the box."""
+    rows, columns = frame.shape
     row_slice, column_slice = _box_slices(box, rows, columns)
     r0, r1, c0, c1 = row_slice.start, row_slice.stop, column_slice.start, column_slice.stop
     if r1 > r0 and c1 > c0:
         ys = coverage(box.y0 - r0, box.y1 - r0, r1 - r0)
         xs = coverage(box.x0 - c0, box.x1 - c0, c1 - c0)
-        frame[r0:r1, c0:c1] = quantize(np.outer(ys, xs))
+        quantize_into(frame[r0:r1, c0:c1], np.outer(ys, xs))
+
+
+def box_frame(box: Box, rows: int, columns: int) -> npt.NDArray[np.uint8]:
+    """The stored frame of a box segment."""
+    frame = np.zeros((rows, columns), dtype=np.uint8)
+    fill_box(frame, box)
     return frame
 
 
@@ -186,7 +199,6 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
     """The FRACTIONAL SEG of one image."""
     rows, columns = image.rows, image.columns
     descriptions: list[hd.seg.SegmentDescription] = []
-    frames: list[npt.NDArray[np.uint8]] = []
     boxes: list[Box] = []
     for placed in image.present:
         if placed.observation is None:
@@ -204,7 +216,6 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
                 display_color=_FINDING_COLOR,
             )
         )
-        frames.append(box_frame(placed.observation, rows, columns))
         boxes.append(placed.observation)
     density, origin = attention_fraction(image)
     attention_id = "Model attention" if len(ctx.images) == 1 else f"Model attention, image {image.number}"
@@ -221,7 +232,11 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
             display_color=_ATTENTION_COLOR,
         )
     )
-    frames.append(quantize(density))
+    # The stored frames, in segment order: the boxes, then the attention.
+    stack = np.zeros((len(descriptions), rows, columns), dtype=np.uint8)
+    for frame, box in zip(stack, boxes, strict=False):
+        fill_box(frame, box)
+    quantize_into(stack[-1], density)
 
     # A read-only all-zero view, and a maximum fractional value of 1 so that highdicom does not
     # scale it: it only needs the shape. The real frames and maximum are set below.
@@ -253,14 +268,15 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
         institutional_department_name=equipment.department_name,
     )
     order = [_frame_segment(seg, f) for f in seg.PerFrameFunctionalGroupsSequence]
-    if sorted(order) != list(range(1, len(frames) + 1)):  # pragma: no cover - highdicom contract
+    natural = list(range(1, len(descriptions) + 1))
+    if sorted(order) != natural:  # pragma: no cover - highdicom contract
         raise RuntimeError(f"highdicom laid out frames for segments {order}, expected one per segment")
-    pixel_data = b"".join(frames[number - 1].tobytes() for number in order)
+    pixel_data = (stack if order == natural else stack[np.array(order) - 1]).tobytes()
     if len(pixel_data) % 2:
         pixel_data += b"\x00"
     seg.PixelData = pixel_data
     seg.MaximumFractionalValue = MAX_FRACTIONAL_VALUE
-    seg.SegmentsOverlap = _overlap(frames, boxes)
+    seg.SegmentsOverlap = _overlap(list(stack), boxes)
     seg.PatientOrientation = image.source.get("PatientOrientation", "")
     copy_series_anatomy(seg, image.source)
     return finalize(seg, ctx, "seg", SERIES_DESCRIPTIONS["seg"])
