@@ -307,6 +307,9 @@ class EncodeContext:
                 single_line=True,
             ),
         )
+        # Device UID is in the Contributing Equipment Sequence of the current PS3.3 SOP Common
+        # module (Type 3; highdicom's tables of the standard list it); the dicom3tools release
+        # installed here predates it and warns "not present in standard DICOM IOD".
         item.DeviceUID = self.device_uid
         return [item]
 
