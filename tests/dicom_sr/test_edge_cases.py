@@ -306,3 +306,27 @@ def test_two_images_share_one_sr_and_get_a_seg_and_gsps_each(
     assert expected | {"Inspection trajectory, image 2"} <= set(groups)
     assert datasets[1].SeriesInstanceUID == datasets[2].SeriesInstanceUID
     assert [d.InstanceNumber for d in datasets[1:3]] == [1, 2]
+
+
+def test_present_finding_without_a_usable_box_is_a_group_without_a_region(
+    chest_cr: Dataset, tmp_path: Path, dicom_tool: ToolFinder
+) -> None:
+    rows, columns = int(chest_cr.Rows), int(chest_cr.Columns)
+    findings = (
+        Finding("Cardiac pacemaker.", "cardiac_device", True, None),  # the model gave no box
+        Finding("Rib fracture.", "fracture", True, region(columns + 1, 0, columns + 90, 50)),  # box wholly outside
+    )
+    image = ImageAnalysis(str(chest_cr.SOPInstanceUID), rows, columns, "Cardiac pacemaker. Rib fracture.", findings, ())
+    datasets = encode(study_analysis(chest_cr, image), [chest_cr], analysis_id="nobox", content_datetime=WHEN)
+    sr, seg, gsps = _validated(datasets, tmp_path, dicom_tool)
+    assert sr.CompletionFlag == "PARTIAL"  # the fracture's box was dropped
+    groups = tracking_groups(sr)
+    assert set(groups) == {"F1 cardiac pacemaker or defibrillator", "F2 fracture"}
+    for group in groups.values():
+        assert group.ContentTemplateSequence[0].TemplateIdentifier == "1501"
+        assert not [i for i in group.ContentSequence if i.ValueType == "SCOORD"]
+        source = child(group, "Source of Measurement", "IMAGE")
+        assert source.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == chest_cr.SOPInstanceUID
+    assert child(groups["F2 fracture"], "Finding", "TEXT").TextValue == "Rib fracture."
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Model attention"]
+    assert "GraphicObjectSequence" not in gsps.GraphicAnnotationSequence[0]
