@@ -8,6 +8,7 @@ keeps (:func:`encodable_text`).
 
 from __future__ import annotations
 
+import copy
 import datetime
 import unicodedata
 from collections.abc import Sequence
@@ -435,4 +436,18 @@ def finalize(dataset: Dataset, ctx: EncodeContext, kind: str, series_description
     dataset.SeriesDescription = ctx.text(series_description, max_length=64, single_line=True)
     if _walk_uses_scheme(dataset, codes.PRIVATE_SCHEME):
         dataset.CodingSchemeIdentificationSequence = codes.coding_scheme_identification()
+    _detach_from_sources(dataset, ctx)
     return dataset if type(dataset) is Dataset else plain_dataset(dataset)
+
+
+def _detach_from_sources(dataset: Dataset, ctx: EncodeContext) -> None:
+    """Give ``dataset`` its own copy of every top-level element it shares with a source.
+
+    highdicom copies the patient and study modules by adding the source's element objects, so
+    a change to an output would otherwise change the caller's source dataset (and the other
+    outputs).  Only those few elements are copied.
+    """
+    shared = {id(element) for image in ctx.images for element in image.original}
+    for element in list(dataset):
+        if id(element) in shared:
+            dataset[element.tag] = copy.deepcopy(element)

@@ -149,7 +149,7 @@ def build_secondary_capture(ctx: EncodeContext, image: ImageWork) -> Dataset:
         institutional_department_name=equipment.department_name,
     )
     sc.copy_patient_and_study_information(source)
-    sc.PatientOrientation = source.get("PatientOrientation", "")
+    sc.PatientOrientation = list(source.get("PatientOrientation") or [])
     sc.BurnedInAnnotation = "YES"
     sc.ConversionType = "WSD"
     sc.ImageComments = ctx.text(f"{DISCLAIMER}. {ctx.content_description()}", max_length=10240)

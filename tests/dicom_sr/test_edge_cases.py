@@ -55,6 +55,18 @@ def test_same_analysis_encodes_to_identical_bytes(chest_cr: Dataset) -> None:
     assert "_pixel_array" not in vars(chest_cr) or chest_cr._pixel_array is None  # no cache left on the source
 
 
+def test_encoding_leaves_the_source_alone(chest_cr: Dataset) -> None:
+    before = to_bytes(chest_cr)
+    outputs = encode(study_analysis(chest_cr), [chest_cr], OUTPUT_KINDS, analysis_id="x", content_datetime=WHEN)
+    assert to_bytes(chest_cr) == before
+    for output in outputs:
+        output.PatientName = "Changed^Afterwards"
+        output.PatientOrientation = ["A", "H"]
+    assert chest_cr.PatientName == "CompressedSamples^RG1"
+    assert list(chest_cr.PatientOrientation) == ["L", "F"]
+    assert all(o.PatientName == "Changed^Afterwards" for o in outputs)
+
+
 def test_outputs_are_part10_files_even_with_a_plain_save_as(chest_cr: Dataset, tmp_path: Path) -> None:
     for index, dataset in enumerate(
         encode(study_analysis(chest_cr), [chest_cr], analysis_id="x", content_datetime=WHEN)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import highdicom as hd
 import numpy as np
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from benchmarks.encode import synthetic_radiograph
 from dicom_sr import encode
-from dicom_sr.seg import box_fraction, box_frame, coverage, derived_attention, quantize
+from dicom_sr.seg import box_fraction, box_frame, coverage, derived_attention, quantize, segmentation
 from inference.results import Box, Finding, Fixation, ImageAnalysis, Point
 from tests.dicom_sr.helpers import WHEN, region, study_analysis
 
@@ -47,8 +50,67 @@ def test_model_attention_is_used_when_given() -> None:
     assert "attention=model" in params
 
 
-def test_our_frames_equal_highdicoms_float_path() -> None:
-    """Same segments through highdicom's default (float) path give byte-identical pixel data."""
+def _flat(dataset: Dataset, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for element in dataset:
+        if element.VR == "SQ":
+            for index, item in enumerate(element.value):
+                out.update(_flat(item, f"{prefix}{element.keyword}[{index}]."))
+        else:
+            out[prefix + element.keyword] = element.value
+    return out
+
+
+def test_segmentation_equals_highdicoms_float_path() -> None:
+    """Same segments through highdicom's default (float) path give the same dataset and pixels."""
+    source = synthetic_radiograph(48, 64)
+    planes = np.stack(
+        [
+            box_fraction(Box(3.25, 4.5, 20.75, 30.0), 48, 64),
+            box_fraction(Box(30.1, 10.9, 63.0, 47.5), 48, 64),
+            derived_attention(48, 64, (Point(10, 10), Point(40, 30)), ()),
+        ]
+    )
+    algorithm = hd.AlgorithmIdentificationSequence(name="x", family=codes.cid7162.ArtificialIntelligence, version="0")
+    descriptions = [
+        hd.seg.SegmentDescription(k + 1, f"s{k}", codes.cid7150.Tissue, codes.SCT.Lesion, "AUTOMATIC", algorithm)
+        for k in range(3)
+    ]
+    common: dict[str, Any] = {
+        "series_instance_uid": "1.2.3",
+        "series_number": 1,
+        "sop_instance_uid": "1.2.3.4",
+        "instance_number": 1,
+        "manufacturer": "m",
+        "manufacturer_model_name": "m",
+        "software_versions": "0",
+        "device_serial_number": "0",
+        "content_label": "GAZEX_AI",
+    }
+    stack = np.stack([quantize(plane) for plane in planes])
+    ours = segmentation(source, stack, descriptions, segments_overlap="YES", **common)
+    header = Dataset()
+    header.update(source)
+    del header.PixelSpacing, header.PixelData
+    reference = hd.seg.Segmentation(
+        [header], planes.transpose(1, 2, 0)[None], "FRACTIONAL", descriptions,
+        fractional_type="PROBABILITY", omit_empty_frames=False, **common,
+    )  # fmt: skip
+    assert ours.PixelData == reference.PixelData
+    differing = {
+        key for key in _flat(ours).keys() | _flat(reference).keys() if _flat(ours).get(key) != _flat(reference).get(key)
+    }
+    # highdicom fills these from the clock or at random (finalize() pins them), and leaves
+    # Segments Overlap UNDEFINED for truly fractional data, where we read it from the pixels.
+    assert reference.SegmentsOverlap == "UNDEFINED"
+    assert all(
+        key.endswith(("DimensionOrganizationUID", "ContributionDateTime", "CreationTime", "ContentTime"))
+        or key == "SegmentsOverlap"
+        for key in differing
+    ), differing
+
+
+def test_encoded_seg_frames_are_the_quantized_segments() -> None:
     source = synthetic_radiograph(48, 64)
     findings = (
         Finding("A.", "nodule", True, region(3.25, 4.5, 20.75, 30.0)),
@@ -56,22 +118,12 @@ def test_our_frames_equal_highdicoms_float_path() -> None:
     )
     trajectory = (Fixation(1, Point(10, 10)), Fixation(2, Point(40, 30)))
     image = ImageAnalysis(str(source.SOPInstanceUID), 48, 64, "A. B.", findings, trajectory)
-    (ours,) = encode(study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN)
-
-    planes = [box_fraction(f.observation.box, 48, 64) for f in findings if f.observation]
-    planes.append(derived_attention(48, 64, tuple(f.point for f in trajectory), ()))
-    algorithm = hd.AlgorithmIdentificationSequence(name="x", family=codes.cid7162.ArtificialIntelligence, version="0")
-    descriptions = [
-        hd.seg.SegmentDescription(k + 1, f"s{k}", codes.cid7150.Tissue, codes.SCT.Lesion, "AUTOMATIC", algorithm)
-        for k in range(3)
-    ]
-    reference = hd.seg.Segmentation(
-        [source], np.stack(planes, axis=-1)[None], "FRACTIONAL", descriptions, "1.2.3", 1, "1.2.3.4", 1,
-        "m", "m", "0", "0", omit_empty_frames=False,
-    )  # fmt: skip
-    assert ours.PixelData == reference.PixelData
-    assert ours.MaximumFractionalValue == reference.MaximumFractionalValue == 255
-    assert ours.SegmentsOverlap == "YES"
+    (seg,) = encode(study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN)
+    expected = [box_frame(f.observation.box, 48, 64) for f in findings if f.observation]
+    expected.append(quantize(derived_attention(48, 64, tuple(f.point for f in trajectory), ())))
+    assert seg.PixelData == np.stack(expected).tobytes()
+    assert seg.MaximumFractionalValue == 255
+    assert seg.SegmentsOverlap == "YES"
 
 
 def test_segments_overlap_is_read_from_the_pixels() -> None:
