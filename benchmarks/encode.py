@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -218,11 +219,13 @@ def main(argv: Sequence[str] | None = None) -> str:
         chest = pydicom.dcmread(str(get_testdata_file("RG1_UNCR.dcm")))
         images = [("chest CR 1955x1841", chest), ("synthetic 2048x2048", synthetic_radiograph(2048, 2048))]
         runs = args.runs
+    load_before = os.getloadavg()[0]
     table_rows: list[list[object]] = []
     for name, source in images:
         table_rows.extend(measure(name, source, runs))
     table = format_table(["image", "what", "median ms", "p95 ms", "runs"], table_rows)
-    text = f"{table}\n\n{machine_line()}"
+    load = f"1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (the machine is shared)"
+    text = f"{table}\n\n{machine_line()}\n{load}"
     print(text)
     return text
 
