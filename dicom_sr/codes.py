@@ -1,0 +1,138 @@
+"""Coded concepts: the finding vocabulary and every concept name our outputs use.
+
+Each key of :data:`inference.results.FINDING_LABELS` maps to one coded concept, chosen in
+this order of preference:
+
+1. SNOMED CT, as listed in pydicom's concept dictionary (``pydicom.sr.codedict.codes``);
+2. a DCM code where the standard defines one (e.g. ``112001`` "Opacity", ``112173`` "Chest tube");
+3. otherwise a code of our private scheme :data:`PRIVATE_SCHEME` ("99GAZEX"), which every
+   output that uses it declares in its Coding Scheme Identification Sequence.
+
+The mapping is a pure table; :func:`finding_code` is the only way in.
+"""
+
+from __future__ import annotations
+
+from highdicom.sr import CodedConcept
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from inference.results import FINDING_LABELS
+
+#: Designator of our private coding scheme (PS3.3 8.2: private designators begin with "99").
+PRIVATE_SCHEME = "99GAZEX"
+PRIVATE_SCHEME_NAME = "GazeX Gateway finding and gaze vocabulary"
+PRIVATE_SCHEME_VERSION = "1"
+PRIVATE_SCHEME_ORGANIZATION = "GazeX Gateway project"
+
+
+def _private(value: str, meaning: str) -> Code:
+    return Code(value, PRIVATE_SCHEME, meaning)
+
+
+#: Finding label -> coded concept.  Comments say where a standard code was not available.
+FINDING_CODES: dict[str, Code] = {
+    "no_finding": codes.SCT.Normal,  # 17621005
+    # No SNOMED CT or DCM concept for "enlarged cardiomediastinum" in the dictionary.
+    "enlarged_cardiomediastinum": _private("ENL_CARDIOMED", "Enlarged cardiomediastinum"),
+    "cardiomegaly": codes.SCT.Cardiomegaly,  # 287272002
+    "lung_opacity": codes.DCM.Opacity,  # 112001, CID 6102 thoracic radiographic findings
+    "lung_lesion": codes.SCT.Lesion,  # 52988006
+    "edema": codes.SCT.PulmonaryEdema,  # 19242006
+    "consolidation": _private("CONSOLIDATION", "Consolidation"),
+    "pneumonia": _private("PNEUMONIA", "Pneumonia"),
+    "atelectasis": _private("ATELECTASIS", "Atelectasis"),
+    "pneumothorax": codes.SCT.Pneumothorax,  # 36118008
+    "pleural_effusion": codes.SCT.PleuralEffusion,  # 60046008
+    "pleural_other": _private("PLEURAL_OTHER", "Pleural abnormality, other"),
+    "fracture": _private("FRACTURE", "Fracture"),
+    "support_devices": _private("SUPPORT_DEVICE", "Support device"),
+    "nodule": codes.SCT.Nodule,  # 27925004
+    "mass": codes.SCT.Mass,  # 4147007
+    "endotracheal_tube": codes.SCT.EndotrachealTube,  # 26412008
+    "central_venous_catheter": codes.SCT.CentralVenousCatheter,  # 52124006
+    # SCT "Feeding tube" is narrower than an enteric tube (which includes decompression tubes).
+    "enteric_tube": _private("ENTERIC_TUBE", "Enteric tube"),
+    "chest_tube": codes.DCM.ChestTube,  # 112173
+    # SCT "Cardiac pacemaker" is narrower than "pacemaker or defibrillator".
+    "cardiac_device": _private("CARDIAC_DEVICE", "Cardiac pacemaker or defibrillator"),
+    "other": _private("OTHER_STATEMENT", "Other statement"),
+}
+
+#: Labels whose segments are devices (SEG category "Physical object").
+DEVICE_LABELS = frozenset(
+    {"support_devices", "endotracheal_tube", "central_venous_catheter", "enteric_tube", "chest_tube", "cardiac_device"}
+)
+#: Labels that describe normal anatomy or a neutral statement (SEG category "Anatomical structure").
+NEUTRAL_LABELS = frozenset({"no_finding", "other"})
+
+# Concepts that are not findings.
+FINDING: Code = codes.DCM.Finding  # 121071: CODE finding type, and TEXT for the sentence (CID 7002)
+FINDINGS: Code = codes.DCM.Findings  # 121070: TEXT with the whole report
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")  # TID 1500 row 12
+CERTAINTY_OF_FINDING: Code = codes.DCM.CertaintyOfFinding  # 111012
+SUSPECTED: Code = codes.SCT.Suspected  # 415684004: a hedged statement ("possible consolidation")
+PRESENT: Code = codes.cid240.Present  # 52101004
+ABSENT: Code = codes.cid240.Absent  # 272519000
+VISUAL_CLUE = _private("VISUAL_CLUE", "Visual clue region")
+INSPECTION_TRAJECTORY = _private("INSPECTION_PATH", "Inspection trajectory")
+FIXATION_INDEX = _private("FIXATION_INDEX", "Fixation index")
+MODEL_ATTENTION: Code = codes.DCM.Saliency  # 130404, CID 217
+NO_UNITS = Code("1", "UCUM", "no units")
+ALGORITHM_FAMILY: Code = codes.DCM.ArtificialIntelligence  # 123110, CID 7162
+PLAIN_RADIOGRAPHY: Code = codes.SCT.PlainRadiography  # 168537006: default "Procedure reported"
+
+# SEG property categories (CID 7150).
+CATEGORY_ABNORMAL: Code = codes.cid7150.MorphologicallyAbnormalStructure
+CATEGORY_DEVICE: Code = codes.cid7150.PhysicalObject
+CATEGORY_ANATOMY: Code = codes.cid7150.AnatomicalStructure
+CATEGORY_SPATIAL: Code = codes.cid7150.SpatialAndRelationalConcept
+
+
+def finding_code(label: str) -> Code:
+    """The coded concept of a finding label; ValueError for a label outside the vocabulary."""
+    try:
+        return FINDING_CODES[label]
+    except KeyError:
+        raise ValueError(f'Argument "label" must be a key of FINDING_LABELS, got {label!r}') from None
+
+
+def finding_name(label: str) -> str:
+    """The human-readable name of a finding label (from FINDING_LABELS)."""
+    return FINDING_LABELS[label]
+
+
+def segment_category(label: str) -> Code:
+    """The SEG Segmented Property Category for a finding label."""
+    if label in DEVICE_LABELS:
+        return CATEGORY_DEVICE
+    if label in NEUTRAL_LABELS:
+        return CATEGORY_ANATOMY
+    return CATEGORY_ABNORMAL
+
+
+def concept(code: Code) -> CodedConcept:
+    """A highdicom CodedConcept for a pydicom Code."""
+    return CodedConcept(code.value, code.scheme_designator, code.meaning, code.scheme_version)
+
+
+def uses_private_scheme(used: list[Code]) -> bool:
+    return any(c.scheme_designator == PRIVATE_SCHEME for c in used)
+
+
+def coding_scheme_identification() -> list[Dataset]:
+    """Items of the Coding Scheme Identification Sequence (0008,0110) for our private scheme."""
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = PRIVATE_SCHEME_NAME
+    item.CodingSchemeVersion = PRIVATE_SCHEME_VERSION
+    item.CodingSchemeResponsibleOrganization = PRIVATE_SCHEME_ORGANIZATION
+    return [item]
+
+
+def private_codes() -> list[Code]:
+    """Every code of the private scheme, for documentation and tests."""
+    found = [c for c in FINDING_CODES.values() if c.scheme_designator == PRIVATE_SCHEME]
+    found += [VISUAL_CLUE, INSPECTION_TRAJECTORY, FIXATION_INDEX]
+    return found
