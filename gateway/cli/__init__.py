@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from gateway import __version__
 
 #: Subcommand modules, in the order ``gazex --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("version", "serve", "echo", "config", "db", "analyze", "model")
+COMMAND_MODULES: tuple[str, ...] = ("version", "serve", "echo", "health", "config", "db", "analyze", "model")
 
 
 class CommandError(Exception):
