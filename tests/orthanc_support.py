@@ -58,6 +58,10 @@ class OrthancProcess:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        """Poll the log until ``text`` appears in it; fail after ``timeout`` seconds."""
+        wait_until(lambda: text in self.log(), timeout, f"Orthanc to log {text!r}")
+
     def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
         request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method)
         token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
