@@ -1,0 +1,204 @@
+"""``deploy/compose/``, checked without a Docker engine.
+
+Each file is interpolated with ``.env.example`` (passwords filled in) as Compose does, then
+validated against the Compose Specification's JSON schema (vendored by ``check-jsonschema``).
+Then the parts are checked against each other: services, networks and volumes that are
+referenced exist, every bind-mounted file exists, images are pinned, the gateway's
+configuration (file + the environment compose gives it) is valid, and Orthanc, the gateway
+and PostgreSQL agree on host names, ports, AE titles and credentials.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from gateway.cli import build_parser
+from gateway.config import load_settings
+from tests.deploy.compose_interpolation import InterpolationError, interpolate, read_env_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
+COMPOSE_FILES = ("compose.yaml", "compose.gpu.yaml")
+PASSWORDS = {"POSTGRES_PASSWORD": "pg-secret", "ORTHANC_ADMIN_PASSWORD": "orthanc-secret"}
+
+
+def _env() -> dict[str, str]:
+    values = read_env_file((COMPOSE_DIR / ".env.example").read_text(encoding="utf-8"))
+    return {**values, **PASSWORDS}
+
+
+def _raw(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((COMPOSE_DIR / name).read_text(encoding="utf-8"))
+    return loaded
+
+
+def _load(name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = interpolate(_raw(name), _env() if env is None else env)
+    return result
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """Compose's merge of an override file: mappings merge, other values are replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return copy.deepcopy(override)
+
+
+def _schema() -> dict[str, Any]:
+    resource = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))
+    return schema
+
+
+@pytest.mark.parametrize("name", [*COMPOSE_FILES, "merged"])
+def test_files_follow_the_compose_specification(name: str) -> None:
+    document = _merge(_load(COMPOSE_FILES[0]), _load(COMPOSE_FILES[1])) if name == "merged" else _load(name)
+    validator = jsonschema.Draft202012Validator(_schema(), format_checker=jsonschema.FormatChecker())
+    errors = sorted(validator.iter_errors(document), key=lambda error: list(error.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_the_schema_catches_a_mistake() -> None:
+    """The schema check is not vacuous: a misspelt key fails it."""
+    document = _load("compose.yaml")
+    document["services"]["gazex"]["restart_policy"] = "always"
+    validator = jsonschema.Draft202012Validator(_schema())
+    assert any("restart_policy" in error.message for error in validator.iter_errors(document))
+
+
+def test_every_variable_is_in_env_example_and_passwords_are_required() -> None:
+    documented = read_env_file((COMPOSE_DIR / ".env.example").read_text(encoding="utf-8"))
+    used: set[str] = set()
+    for name in COMPOSE_FILES:
+        interpolate(_raw(name), _env(), used)
+    assert used == set(documented), f"undocumented: {used - set(documented)}, unused: {set(documented) - used}"
+    for password in PASSWORDS:
+        assert documented[password] == "", f"{password} must have no default"
+        with pytest.raises(InterpolationError, match=password):
+            _load("compose.yaml", {**_env(), password: ""})
+
+
+def test_references_resolve_and_mounted_files_exist() -> None:
+    document = _merge(_load(COMPOSE_FILES[0]), _load(COMPOSE_FILES[1]))
+    services = document["services"]
+    networks = set(document.get("networks", {}))
+    volumes = set(document.get("volumes", {}))
+    used_volumes: set[str] = set()
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+        for network in service.get("networks", []):
+            assert network in networks, f"{name} uses undeclared network {network}"
+        for mount in service.get("volumes", []):
+            source, target = mount.split(":")[:2]
+            assert target.startswith("/")
+            if source.startswith((".", "/")):
+                path = (COMPOSE_DIR / source).resolve()
+                assert path.exists(), f"{name} mounts {source}, which does not exist"
+                assert str(path).startswith(str(REPO_ROOT)), f"{name} mounts {source} from outside the repository"
+            else:
+                assert source in volumes, f"{name} uses undeclared volume {source}"
+                used_volumes.add(source)
+        if "build" in service:
+            context = (COMPOSE_DIR / service["build"]["context"]).resolve()
+            assert (context / service["build"]["dockerfile"]).is_file()
+    assert used_volumes == volumes, f"declared but unused volumes: {volumes - used_volumes}"
+
+
+def test_images_are_pinned_and_the_gateway_image_matches_the_version() -> None:
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    for name in COMPOSE_FILES:
+        for service_name, service in _load(name)["services"].items():
+            image = service.get("image")
+            if image is None:
+                continue
+            _, _, tag = image.rpartition(":")
+            assert tag and tag != "latest" and "/" not in tag, f"{service_name}: {image} is not pinned"
+            if service_name == "gazex":
+                variant = "gpu" if name == "compose.gpu.yaml" else "cpu"
+                assert image == f"gazex-gateway:{version}-{variant}"
+
+
+def _gazex_settings(service: dict[str, Any]) -> Any:
+    environment = {key: str(value) for key, value in service["environment"].items() if key != "GAZEX_CONFIG"}
+    config_mounts = [
+        m.split(":")[0] for m in service["volumes"] if m.split(":")[1] == service["environment"]["GAZEX_CONFIG"]
+    ]
+    assert len(config_mounts) == 1, "the file GAZEX_CONFIG names is mounted"
+    return load_settings(COMPOSE_DIR / config_mounts[0], environ=environment)
+
+
+def test_the_gateway_configuration_is_valid_and_agrees_with_the_other_services() -> None:
+    env = _env()
+    document = _load("compose.yaml")
+    services = document["services"]
+    gazex, orthanc, postgres = services["gazex"], services["orthanc"], services["postgres"]
+    settings = _gazex_settings(gazex)
+
+    # the gateway: its AE title, its callers, its port, its data volume, its database
+    assert settings.dicom.ae_titles == [env["GAZEX_AET"]]
+    assert settings.dicom.reject_unknown_callers
+    assert [(c.ae_title, c.host) for c in settings.dicom.allowed_callers] == [(env["ORTHANC_AET"], "orthanc")]
+    published, container = gazex["ports"][0].rsplit(":", 1)
+    assert int(container) == settings.dicom.port and published == env["GAZEX_DICOM_PORT"]
+    assert f"gazex-data:{settings.storage.data_dir}" in gazex["volumes"]
+    url = make_url(settings.database_url)
+    assert url.host == "postgres" and url.host in services
+    assert url.username == postgres["environment"]["POSTGRES_USER"]
+    assert url.password == postgres["environment"]["POSTGRES_PASSWORD"] == PASSWORDS["POSTGRES_PASSWORD"]
+    assert url.database == postgres["environment"]["POSTGRES_DB"]
+    assert set(gazex["networks"]) & set(postgres["networks"])
+    assert gazex["depends_on"]["postgres"]["condition"] == "service_healthy"
+    grace = int(gazex["stop_grace_period"].removesuffix("s"))
+    assert grace > settings.dicom.shutdown_grace_seconds
+    assert build_parser().parse_args(gazex["healthcheck"]["test"][2:]).command == "health"
+    assert gazex["healthcheck"]["test"][:2] == ["CMD", "gazex"]
+    assert gazex["read_only"] and gazex["cap_drop"] == ["ALL"] and "no-new-privileges:true" in gazex["security_opt"]
+
+    # Orthanc: reaches the gateway by its service name, port and AE title
+    orthanc_env = orthanc["environment"]
+    assert orthanc_env["GAZEX_HOST"] == "gazex" and set(orthanc["networks"]) & set(gazex["networks"])
+    assert int(orthanc_env["GAZEX_PORT"]) == settings.dicom.port
+    assert orthanc_env["GAZEX_AET"] == settings.dicom.ae_title
+    assert orthanc_env["ORTHANC_AET"] == env["ORTHANC_AET"]
+    assert orthanc_env["ORTHANC_ADMIN_PASSWORD"] == PASSWORDS["ORTHANC_ADMIN_PASSWORD"]
+    [config_path] = orthanc["command"]
+    mounts = {m.split(":")[1]: (COMPOSE_DIR / m.split(":")[0]).resolve() for m in orthanc["volumes"]}
+    assert mounts[config_path] == REPO_ROOT / "deploy" / "orthanc" / "orthanc.json"
+    orthanc_config = json.loads(mounts[config_path].read_text(encoding="utf-8"))
+    for script in orthanc_config["LuaScripts"]:  # relative paths are relative to the configuration file
+        in_container = str(Path(config_path).parent / script)
+        assert mounts[in_container] == REPO_ROOT / "deploy" / "orthanc" / script
+    assert f"orthanc-data:{orthanc_env['ORTHANC_STORAGE_DIR']}" in orthanc["volumes"]
+    assert orthanc["ports"][1].startswith("127.0.0.1:"), "Orthanc's web interface is published on loopback only"
+    placeholders = set(re.findall(r"\$\{([A-Z_]+)", mounts[config_path].read_text(encoding="utf-8")))
+    assert placeholders <= set(orthanc_env), (
+        f"Orthanc placeholders compose leaves unset: {placeholders - set(orthanc_env)}"
+    )
+
+
+def test_triton_is_an_optional_profile_on_a_gpu() -> None:
+    services = _load("compose.yaml")["services"]
+    assert [name for name, service in services.items() if "profiles" in service] == ["triton"]
+    triton = services["triton"]
+    assert triton["profiles"] == ["triton"]
+    [device] = triton["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"]
+    assert "--model-repository=/models" in triton["command"]
+    assert any(mount.endswith(":/models:ro") for mount in triton["volumes"])
+    gpu = _load("compose.gpu.yaml")["services"]["gazex"]
+    assert gpu["build"]["args"]["VARIANT"] == "gpu"
