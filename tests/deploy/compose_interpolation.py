@@ -29,30 +29,26 @@ def interpolate_text(text: str, env: Mapping[str, str], used: set[str] | None = 
         if used is not None:
             used.add(name)
         op, arg = match.group("op"), match.group("arg") or ""
-        value = env.get(name)
-        empty = value is None or value == ""
-        if op is None:
-            return value or ""
-        if op == ":-":
-            return arg if empty else str(value)
-        if op == "-":
-            return arg if value is None else value
-        if op == ":?":
-            if empty:
-                raise InterpolationError(f"{name}: {arg}")
-            return str(value)
-        if op == "?":
-            if value is None:
-                raise InterpolationError(f"{name}: {arg}")
-            return value
-        if op == ":+":
-            return "" if empty else arg
-        return "" if value is None else arg  # "+"
+        return _apply(name, op, arg, env.get(name))
 
     result = _TOKEN.sub(replace, text)
     if "${" in result.replace("$${", ""):
         raise InterpolationError(f"cannot interpolate {text!r}")
     return result
+
+
+def _apply(name: str, op: str | None, arg: str, value: str | None) -> str:
+    """One ``${NAME<op><arg>}`` with the variable's value (None: unset)."""
+    empty = value is None or value == ""
+    if op in (":?", "?") and (empty if op == ":?" else value is None):
+        raise InterpolationError(f"{name}: {arg}")
+    if op in (":-", "-"):
+        missing = empty if op == ":-" else value is None
+        return arg if missing else str(value)
+    if op in (":+", "+"):
+        present = not empty if op == ":+" else value is not None
+        return arg if present else ""
+    return value or ""
 
 
 def interpolate(value: Any, env: Mapping[str, str], used: set[str] | None = None) -> Any:

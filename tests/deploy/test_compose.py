@@ -202,3 +202,32 @@ def test_triton_is_an_optional_profile_on_a_gpu() -> None:
     assert any(mount.endswith(":/models:ro") for mount in triton["volumes"])
     gpu = _load("compose.gpu.yaml")["services"]["gazex"]
     assert gpu["build"]["args"]["VARIANT"] == "gpu"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${A}", "a"),
+        ("$A/x", "a/x"),
+        ("$$A", "$A"),
+        ("${E:-d}", "d"),
+        ("${E-d}", ""),
+        ("${U-d}", "d"),
+        ("${A:+x}", "x"),
+        ("${E:+x}", ""),
+        ("${E+x}", "x"),
+        ("${U+x}", ""),
+        ("${E?m}", ""),
+    ],
+)
+def test_interpolation_follows_compose_rules(text: str, expected: str) -> None:
+    from tests.deploy.compose_interpolation import interpolate_text
+
+    assert interpolate_text(text, {"A": "a", "E": ""}) == expected
+
+
+def test_interpolation_refuses_a_required_empty_variable() -> None:
+    from tests.deploy.compose_interpolation import interpolate_text
+
+    with pytest.raises(InterpolationError, match="E: give E"):
+        interpolate_text("${E:?give E}", {"E": ""})
