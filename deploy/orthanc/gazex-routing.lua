@@ -168,7 +168,10 @@ function GazexRouteStudy(studyId)
       return 0, reason
    end
    if #pending == 0 then
-      return 0, 'all ' .. alreadySent .. ' chest instance(s) were sent before'
+      -- typically the gateway's own results arriving made the study stable again
+      local reason = 'nothing new (' .. alreadySent .. ' instance(s) sent before)'
+      print(LOG_PREFIX .. 'study ' .. studyUid .. ': ' .. reason)
+      return 0, reason
    end
 
    local stamp = os.date('!%Y-%m-%dT%H:%M:%SZ') .. ' to ' .. CONFIG.destination
