@@ -7,6 +7,7 @@ The gateway talks to this package only through what is exported here::
     engine.identity                                   # name, version, weights SHA-256, backend
 """
 
+from inference.backends import AVAILABLE_BACKENDS, BackendOptions
 from inference.checkpoint import CheckpointError, builtin_checkpoints
 from inference.engine import Engine, InferenceError
 from inference.pixels import SUPPORTED_TRANSFER_SYNTAXES, PixelDataError
@@ -26,8 +27,10 @@ from inference.serialization import study_analysis_to_dict
 from inference.testing import FakeEngine
 
 __all__ = [
+    "AVAILABLE_BACKENDS",
     "FINDING_LABELS",
     "SUPPORTED_TRANSFER_SYNTAXES",
+    "BackendOptions",
     "Box",
     "CheckpointError",
     "Engine",

@@ -131,15 +131,35 @@ def vision_position_ids(image_grid_thw: npt.NDArray[np.int64], merge_size: int) 
     return np.ascontiguousarray(np.concatenate(rows, axis=0), dtype=np.int64)
 
 
+def dims_from_config_json(document: dict[str, Any]) -> ModelDims:
+    """The sizes from a checkpoint's ``config.json`` (without loading torch or the weights)."""
+    from types import SimpleNamespace
+
+    text = dict(document.get("text_config") or document)
+    vision = dict(document.get("vision_config") or {})
+    config = SimpleNamespace(
+        text_config=SimpleNamespace(**text),
+        vision_config=SimpleNamespace(
+            in_channels=vision.get("in_channels", 3),
+            temporal_patch_size=vision.get("temporal_patch_size", 2),
+            patch_size=vision.get("patch_size", 14),
+            spatial_merge_size=vision.get("spatial_merge_size", 2),
+        ),
+        image_token_id=document.get("image_token_id", 151655),
+    )
+    return model_dims(config)
+
+
 def model_dims(config: Any) -> ModelDims:
     """The sizes of a ``Qwen2VLConfig``."""
     text = config.text_config
     vision = config.vision_config
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
     return ModelDims(
         hidden_size=int(text.hidden_size),
         num_layers=int(text.num_hidden_layers),
-        num_kv_heads=int(text.num_key_value_heads),
+        num_kv_heads=int(kv_heads),
         head_dim=int(head_dim),
         vocab_size=int(text.vocab_size),
         vision_patch_dim=int(vision.in_channels * vision.temporal_patch_size * vision.patch_size**2),
