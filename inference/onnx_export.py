@@ -23,9 +23,10 @@ per-image attention split, the decoder's cache objects and mask building):
 
 ``decoder_static.onnx`` (``cache="static"``, for TensorRT)
     the same, except that the cache has a fixed capacity C: ``past_*`` and ``present_*`` are
-    (B, kv_heads, C, head_dim), the new keys and values are written at ``cache_position``
-    (a (1,) int64: the first free slot), and ``attention_mask`` is (B, C).  A decoding step at a
-    fixed batch then has the same shapes every time, which is what CUDA graphs need.
+    (B, kv_heads, C, head_dim), the new keys and values are scattered in at ``cache_position``
+    (a (1,) int64: the first free slot), and ``attention_mask`` is (B, C).  No shape depends on
+    ``cache_position`` (it is not a TensorRT shape tensor), so a decoding step at a fixed batch
+    has the same shapes every time, which is what CUDA graphs need.
 
 ``export.json`` beside the graphs records the checkpoint's weights SHA-256, the dtype, the
 sizes and the tensor names; :func:`export_onnx` reuses an export whose record matches.
@@ -262,10 +263,11 @@ def _modules() -> tuple[Any, Any]:
                 k = k * cos + rotate_half(k) * sin
                 past_key, past_value = past[2 * index], past[2 * index + 1]
                 if self.static:
-                    start = cache_position[0]
-                    end = start + length
-                    k_all = torch.cat([past_key[:, :, :start], k, past_key[:, :, end:]], dim=2)
-                    v_all = torch.cat([past_value[:, :, :start], v, past_value[:, :, end:]], dim=2)
+                    # scattered, not sliced: no shape depends on cache_position (TensorRT shape tensors,
+                    # CUDA graphs), only values do
+                    slots = (torch.arange(length, device=input_ids.device) + cache_position).view(1, 1, -1, 1)
+                    k_all = past_key.scatter(2, slots.expand_as(k), k)
+                    v_all = past_value.scatter(2, slots.expand_as(v), v)
                 else:
                     k_all = torch.cat([past_key, k], dim=2)
                     v_all = torch.cat([past_value, v], dim=2)
@@ -516,12 +518,10 @@ def export_onnx(
         except ExportError as exc:
             logger.warning("re-exporting: %s", exc)
         else:
-            if (
-                existing.checkpoint_sha256 == checkpoint.weights_sha256
-                and existing.dtype == dtype
-                and set(cache) <= set(existing.cache)
-            ):
-                return existing
+            if existing.checkpoint_sha256 == checkpoint.weights_sha256 and existing.dtype == dtype:
+                if set(cache) <= set(existing.cache):
+                    return existing
+                cache = tuple(k for k in ("dynamic", "static") if k in set(cache) | set(existing.cache))  # type: ignore[assignment]
     directory.mkdir(parents=True, exist_ok=True)
     if model is None:
         from inference.backends.torch_backend import load_qwen2_vl
