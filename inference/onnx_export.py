@@ -193,7 +193,10 @@ def _modules() -> tuple[Any, Any]:
 
         def forward(self, pixel_values: Any, position_ids: Any) -> Any:
             visual = self.visual
-            hidden = visual.patch_embed(pixel_values)
+            # the patch embedding is a Conv3d whose kernel is the whole patch: a matrix product on the
+            # flattened patches (ONNX's Conv has no bfloat16 before opset 22; TensorRT runs a GEMM anyway)
+            weight = visual.patch_embed.proj.weight
+            hidden = torch.matmul(pixel_values.to(weight.dtype), weight.reshape(weight.shape[0], -1).t())
             cos, sin = visual.rotary_pos_emb(hidden, position_ids)
             for block in visual.blocks:
                 attn = block.attn
