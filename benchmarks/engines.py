@@ -17,7 +17,8 @@ images per second, the host memory the backend's creation added (resident set, M
 memory while it ran (CUDA only), and whether its greedy outputs equal the peer's.
 
     python -m benchmarks.engines                                  # tiny checkpoint, CPU
-    python -m benchmarks.engines --shape qwen2-vl-2b --device cuda --dtype bfloat16 --backends hf-generate,torch,tensorrt
+    python -m benchmarks.engines --shape qwen2-vl-2b --device cuda --dtype bfloat16 \
+        --backends hf-generate,torch,tensorrt
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import contextlib
 import dataclasses
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any

@@ -85,7 +85,7 @@ class ProfileSettings:
         if not 1 <= self.opt_batch <= self.max_batch:
             raise ValueError(f'Argument "opt_batch" must be between 1 and max_batch, got {self.opt_batch}')
         if not 1 <= self.min_image_tokens <= self.max_image_tokens:
-            raise ValueError(f'Argument "min_image_tokens" must be between 1 and max_image_tokens')
+            raise ValueError('Argument "min_image_tokens" must be between 1 and max_image_tokens')
         if self.text_tokens < 1 or self.max_new_tokens < 1:
             raise ValueError('Arguments "text_tokens" and "max_new_tokens" must be positive')
 
@@ -293,7 +293,7 @@ class _Logger:
     """Build messages through our logging (TensorRT's ILogger)."""
 
     def __new__(cls, trt: Any) -> Any:
-        class TrtLogger(trt.ILogger):  # type: ignore[misc,name-defined]
+        class TrtLogger(trt.ILogger):  # type: ignore[misc]
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
 
@@ -388,7 +388,9 @@ def build_engines(
     )
     root = cache_root or default_cache_root()
     directory = out or engine_dir(key, root)
-    export = export_onnx(checkpoint, export_cache_dir(checkpoint.weights_sha256, dtype, root), dtype=dtype, cache=("static",))
+    export = export_onnx(
+        checkpoint, export_cache_dir(checkpoint.weights_sha256, dtype, root), dtype=dtype, cache=("static",)
+    )
     reason = "rebuild forced" if force else stale_reason(directory, key)
     if reason is None:
         return EngineSet(directory=directory, key=key, dims=export.dims)
@@ -399,12 +401,20 @@ def build_engines(
     trt_logger = _Logger(trt)
     timing = root / "tensorrt" / TIMING_CACHE
     timing.parent.mkdir(parents=True, exist_ok=True)
-    options = {
+    options: dict[str, Any] = {
         "version_compatible": version_compatible,
         "hardware_compatibility": hardware_compatibility,
         "workspace_bytes": workspace_bytes,
     }
-    _build_one(trt, trt_logger, export.vision_path, vision_profile(settings, export.dims), directory / VISION_ENGINE, timing, **options)
+    _build_one(
+        trt,
+        trt_logger,
+        export.vision_path,
+        vision_profile(settings, export.dims),
+        directory / VISION_ENGINE,
+        timing,
+        **options,
+    )
     _build_one(
         trt,
         trt_logger,
@@ -429,4 +439,6 @@ def export_for_precision(checkpoint: Checkpoint, precision: str, cache_root: Pat
     """The fp16 or bf16 ONNX graphs TensorRT builds from (exported once, cached by weights SHA-256)."""
     dtype = check_precision(precision)
     root = cache_root or default_cache_root()
-    return export_onnx(checkpoint, export_cache_dir(checkpoint.weights_sha256, dtype, root), dtype=dtype, cache=("static",))
+    return export_onnx(
+        checkpoint, export_cache_dir(checkpoint.weights_sha256, dtype, root), dtype=dtype, cache=("static",)
+    )

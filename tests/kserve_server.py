@@ -110,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -195,14 +195,14 @@ class _Handler(BaseHTTPRequestHandler):
         blobs = []
         for name, array in results.items():
             datatype = next(k for k, v in NUMPY_TYPES.items() if array.dtype == v)
-            entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+            output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
             if wants_binary.get(name, binary_all):
                 raw = np.ascontiguousarray(array).tobytes()
-                entry["parameters"] = {"binary_data_size": len(raw)}
+                output["parameters"] = {"binary_data_size": len(raw)}
                 blobs.append(raw)
             else:
-                entry["data"] = array.reshape(-1).tolist()
-            outputs.append(entry)
+                output["data"] = array.reshape(-1).tolist()
+            outputs.append(output)
         header = json.dumps({"model_name": model.name, "model_version": "1", "outputs": outputs}).encode("utf-8")
         if blobs:
             self._send(

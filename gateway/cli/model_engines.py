@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gateway.cli import CommandError
 from inference import (
@@ -95,7 +95,7 @@ def _checkpoint(model: str) -> Any:
 def run_export(args: argparse.Namespace) -> int:
     checkpoint = _checkpoint(args.model)
     started = time.perf_counter()
-    cache = ("dynamic", "static") if args.static_cache else ("dynamic",)
+    cache: tuple[Literal["dynamic", "static"], ...] = ("dynamic", "static") if args.static_cache else ("dynamic",)
     try:
         export = export_onnx(checkpoint, args.out, dtype=args.dtype, cache=cache, force=args.force)
     except InferenceError as exc:
@@ -103,7 +103,9 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"ONNX export of {checkpoint.gazex.name} {checkpoint.gazex.version} ({args.dtype}) in {export.directory}")
     for path in sorted(export.directory.iterdir()):
         print(f"  {path.name}: {path.stat().st_size / 2**20:.1f} MiB")
-    print(f"  weights sha256 {export.checkpoint_sha256}; checked with onnx.checker; {time.perf_counter() - started:.1f} s")
+    print(
+        f"  weights sha256 {export.checkpoint_sha256}; checked with onnx.checker; {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 
@@ -127,7 +129,10 @@ def run_build(args: argparse.Namespace) -> int:
     except InferenceError as exc:
         raise CommandError(str(exc)) from exc
     what = f"built in {engines.seconds:.0f} s" if engines.built else "up to date (cached)"
-    print(f"TensorRT engines ({args.precision}) for {engines.key.gpu_name}, TensorRT {engines.key.tensorrt_version}: {what}")
+    print(
+        f"TensorRT engines ({args.precision}) for {engines.key.gpu_name}, "
+        f"TensorRT {engines.key.tensorrt_version}: {what}"
+    )
     print(f"  {engines.directory}")
     return 0
 

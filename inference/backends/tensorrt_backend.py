@@ -142,7 +142,9 @@ class TrtStepModel:
             if tensor.dtype != engine.dtypes[name]:
                 raise InferenceError(f"TensorRT input {name} must be {engine.dtypes[name]}, got {tensor.dtype}")
             if not context.set_input_shape(name, tuple(tensor.shape)):
-                raise InferenceError(f"TensorRT refused the shape {tuple(tensor.shape)} for {name} (outside the profile)")
+                raise InferenceError(
+                    f"TensorRT refused the shape {tuple(tensor.shape)} for {name} (outside the profile)"
+                )
         for name in (*engine.inputs, *engine.outputs):
             tensor = tensors[name]
             if not tensor.is_contiguous():
@@ -237,9 +239,7 @@ class TrtStepModel:
             else:
                 tensors = {name: self._device(value) for name, value in host.items()}
                 tensors["image_embeds"] = image_embeds
-                tensors["logits"] = torch.empty(
-                    (batch, self.dims.vocab_size), dtype=torch.float32, device=self.device
-                )
+                tensors["logits"] = torch.empty((batch, self.dims.vocab_size), dtype=torch.float32, device=self.device)
                 self._bind_cache(tensors, batch, cache.capacity)
                 self._bind(self.decoder, tensors)
                 self._execute(self.decoder)

@@ -171,7 +171,7 @@ class TritonStepModel:
 
     def image_embeddings(self, image: EncodedImage) -> Any:
         check_single_frame(image)
-        inputs = {
+        inputs: dict[str, np.ndarray[Any, Any]] = {
             "pixel_values": np.ascontiguousarray(image.pixel_values, dtype=np.float32),
             "vision_position_ids": vision_position_ids(image.image_grid_thw, self.dims.merge_size),
         }

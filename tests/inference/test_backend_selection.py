@@ -62,7 +62,7 @@ def test_a_broken_checkpoint_is_never_a_reason_to_fall_back(tiny_checkpoint: Pat
     broken = tmp_path / "broken"
     shutil.copytree(tiny_checkpoint, broken)
     (broken / "tokenizer.json").unlink()
-    with pytest.raises(CheckpointError, match="tokenizer.json is missing"):
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json is missing"):
         load_engine(broken, backend="onnx", fallback=("torch",))
 
 
@@ -73,7 +73,7 @@ def test_an_export_of_other_weights_is_refused(
 
     other = make_tiny_checkpoint(tmp_path / "other", seed=1)
     export = onnx_exports(tiny_checkpoint)
-    with pytest.raises(InferenceError, match="exported from weights .* export this checkpoint again"):
+    with pytest.raises(InferenceError, match=r"exported from weights .* export this checkpoint again"):
         load_engine(other, backend="onnx", options=BackendOptions(onnx_dir=export.directory))
 
 
@@ -81,7 +81,7 @@ def test_the_onnx_backend_exports_into_the_cache_on_first_use(
     tiny_checkpoint: Path, tmp_path: Path, chest_cr: Any
 ) -> None:
     engine = load_engine(tiny_checkpoint, backend="onnx", options=BackendOptions(cache_dir=tmp_path, threads=1))
-    assert list((tmp_path / "onnx").iterdir())[0].name.startswith(engine.identity.checkpoint_sha256[:32])
+    assert next(iter((tmp_path / "onnx").iterdir())).name.startswith(engine.identity.checkpoint_sha256[:32])
     analysis = engine.analyze([chest_cr])
     assert analysis.model.backend == "onnx"
     assert analysis.images[0].rows == 1955

@@ -86,12 +86,14 @@ def test_an_export_is_reused_and_redone_when_the_weights_change(
     assert redone.checkpoint_sha256 == checkpoint.weights_sha256
 
 
-def test_an_incomplete_export_is_refused_with_a_remedy(tiny_checkpoint: Path, onnx_exports: Callable[..., Any], tmp_path: Path) -> None:
+def test_an_incomplete_export_is_refused_with_a_remedy(
+    tiny_checkpoint: Path, onnx_exports: Callable[..., Any], tmp_path: Path
+) -> None:
     export = onnx_exports(tiny_checkpoint)
     copy = tmp_path / "export"
     shutil.copytree(export.directory, copy)
     (copy / VISION_FILE).unlink()
-    with pytest.raises(ExportError, match="vision.onnx missing; export again with gazex model export-onnx"):
+    with pytest.raises(ExportError, match=r"vision\.onnx missing; export again with gazex model export-onnx"):
         read_export(copy)
     with pytest.raises(ExportError, match="not a usable ONNX export"):
         read_export(tmp_path)

@@ -103,7 +103,7 @@ def test_greedy_outputs_equal_the_torch_backend(case: Any, minimum: int, cache: 
     requests = requests_for(checkpoint, image, budget=24, minimum=minimum)
     expected = TorchBackend(model, checkpoint.tokens).generate(requests)
     recording = RecordingModel(OrtStepModel(export, cache=cache, threads=1))  # type: ignore[arg-type]
-    got = StepwiseBackend("onnx", recording, checkpoint.tokens).generate(requests)  # type: ignore[arg-type]
+    got = StepwiseBackend("onnx", recording, checkpoint.tokens).generate(requests)
     assert got == expected
     assert [len(r) for r in got] == [1, len(SENTENCES)]
     assert recording.vision_calls == 1  # one encoding for both stages
@@ -143,7 +143,7 @@ def teacher_forced_errors(
 def test_logits_match_hugging_face_within_tolerance(case: Any) -> None:
     checkpoint, model, export, image = case
     recording = RecordingModel(OrtStepModel(export, threads=1))
-    backend = StepwiseBackend("onnx", recording, checkpoint.tokens)  # type: ignore[arg-type]
+    backend = StepwiseBackend("onnx", recording, checkpoint.tokens)
     worst = (0.0, 0.0)
     for request in requests_for(checkpoint, image, budget=12, minimum=0):
         (result,) = backend.generate([request])
@@ -192,7 +192,7 @@ def test_rows_that_stop_early_leave_the_others_unchanged() -> None:
     image = EncodedImage.create(np.zeros((16, 1176), np.float32), np.array([[1, 4, 4]]), 2)
     prompts = ((1, 7, 9, 9, 9, 9, 8, 20, 21), (1, 7, 9, 9, 9, 9, 8, 20, 22, 23))
     scripted = Scripted()
-    backend = StepwiseBackend("scripted", scripted, spec)  # type: ignore[arg-type]
+    backend = StepwiseBackend("scripted", scripted, spec)
     (result,) = backend.generate([GenerationRequest(image, prompts, max_new_tokens=3)])
     assert result == (Generation((5, 5, 6), "length"), Generation((6,), "end"))
     assert scripted.calls[0] == ("start", (8,), 8 + 2 + 3)
@@ -203,6 +203,6 @@ def test_rows_that_stop_early_leave_the_others_unchanged() -> None:
     assert scripted.calls[4][1] == [[5], [3]]
     held = GenerationRequest(image, prompts, max_new_tokens=3, min_new_tokens=2)
     scripted = Scripted()
-    (result,) = StepwiseBackend("scripted", scripted, spec).generate([held])  # type: ignore[arg-type]
+    (result,) = StepwiseBackend("scripted", scripted, spec).generate([held])
     # row 1's end token is suppressed at its second token, so the best remaining one (0) is taken
     assert result == (Generation((5, 5, 6), "length"), Generation((6, 0, 7), "length"))

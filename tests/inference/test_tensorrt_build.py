@@ -45,7 +45,7 @@ KEY = EngineKey(
 
 def test_the_key_digest_is_stable_and_changes_with_every_field() -> None:
     assert KEY.digest() == EngineKey.from_document(json.loads(json.dumps(KEY.document()))).digest()
-    changes = {
+    changes: dict[str, Any] = {
         "gpu_name": "NVIDIA L40S",
         "compute_capability": (8, 9),
         "tensorrt_version": "10.14.1",

@@ -41,7 +41,10 @@ def tritonclient() -> None:
 
 @pytest.fixture(scope="module")
 def repository(
-    tritonclient: None, tiny_checkpoint: Path, onnx_exports: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
+    tritonclient: None,
+    tiny_checkpoint: Path,
+    onnx_exports: Callable[..., Any],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     out = tmp_path_factory.mktemp("triton") / "repository"
     write_triton_repository(onnx_exports(tiny_checkpoint), out, instance_kind="KIND_CPU", checkpoint_name="gazex-tiny")
@@ -68,7 +71,9 @@ def test_the_repository_layout_and_configs(repository: Path) -> None:
         assert config.name == name and config.backend == "onnxruntime" and config.max_batch_size == 0
         assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
         assert len(config.parameters["gazex_checkpoint_sha256"].string_value) == 64
-    decoder = text_format.Parse((repository / DECODER_MODEL / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    decoder = text_format.Parse(
+        (repository / DECODER_MODEL / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
     inputs = {i.name: list(i.dims) for i in decoder.input}
     assert inputs["past_key_0"] == [-1, 2, -1, 16]
     assert inputs["position_ids"] == [3, -1, -1]
@@ -104,7 +109,7 @@ def test_a_server_with_other_weights_is_refused(server: str, tmp_path: Path) -> 
     from inference.testing import make_tiny_checkpoint
 
     other = make_tiny_checkpoint(tmp_path / "other", seed=3)
-    with pytest.raises(InferenceError, match="exported from weights .* regenerate the repository"):
+    with pytest.raises(InferenceError, match=r"exported from weights .* regenerate the repository"):
         load_engine(other, backend="triton", options=BackendOptions(triton_url=server))
 
 
@@ -117,8 +122,10 @@ def test_a_missing_model_and_a_bad_url_are_clear(
 
     partial = tmp_path / "partial"
     shutil.copytree(repository / VISION_MODEL, partial / VISION_MODEL)
-    with serve_http(partial, free_port()) as url:
-        with pytest.raises(InferenceError, match="has no ready model 'gazex_decoder'"):
-            load_engine(tiny_checkpoint, backend="triton", options=BackendOptions(triton_url=url))
+    with (
+        serve_http(partial, free_port()) as url,
+        pytest.raises(InferenceError, match="has no ready model 'gazex_decoder'"),
+    ):
+        load_engine(tiny_checkpoint, backend="triton", options=BackendOptions(triton_url=url))
     with pytest.raises(InferenceError, match="the scheme must be http:// or grpc://"):
         load_engine(tiny_checkpoint, backend="triton", options=BackendOptions(triton_url="https://triton:8000"))

@@ -14,7 +14,7 @@ def test_parse_triton_url() -> None:
     assert parse_triton_url("grpc://10.0.0.5:8001/") == ("grpc", "10.0.0.5:8001")
     assert parse_triton_url("localhost:8000") == ("http", "localhost:8000")
     for bad in ("triton", "http://triton", "ftp://triton:21", "http://triton:0", "http://triton:8000/v2"):
-        with pytest.raises(InferenceError, match="model.triton_url"):
+        with pytest.raises(InferenceError, match=r"model\.triton_url"):
             parse_triton_url(bad)
 
 
