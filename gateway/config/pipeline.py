@@ -8,11 +8,13 @@ rules are data; :mod:`gateway.pipeline.routing` evaluates them (pure functions).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
 
 from gateway.dicom.contexts import resolve_storage_sop_class
+from inference import AVAILABLE_BACKENDS
 
 #: The outputs a rule may ask for (``dicom_sr.OUTPUT_KINDS``; checked in a test).
 OutputKind = Literal["sr", "seg", "gsps", "text_sr", "sc"]
@@ -55,7 +57,7 @@ Name = Annotated[str, AfterValidator(_name)]
 
 
 class ModelSettings(Section):
-    """Which GazeX checkpoint analyses studies, and how it runs."""
+    """Which GazeX checkpoint analyses studies, and how it runs (the arguments of ``inference.load_engine``)."""
 
     path: str = Field(
         default="builtin:gazex-demo",
@@ -63,18 +65,48 @@ class ModelSettings(Section):
         description="a GazeX checkpoint directory or builtin:NAME; 'fake' (tests and benchmarks only) "
         "uses the fixed-answer FakeEngine, 'fake:seconds=S' one that takes S seconds per study",
     )
-    backend: str = Field(default="torch", min_length=1, description="generation backend (torch, hf-generate, ...)")
+    backend: str = Field(default="torch", description="torch, onnx, tensorrt, triton (hf-generate: comparisons only)")
+    fallback: list[str] = Field(
+        default_factory=list, description="backends tried in order when backend cannot be set up; empty: none"
+    )
     device: str = Field(default="auto", min_length=1, description="auto (CUDA when available), cpu, cuda or cuda:N")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="torch backends")
+    max_batch: int = Field(default=16, ge=1, description="attention prompts decoded together")
+    cache_dir: Path | None = Field(
+        default=None, description="exports and engines; null: $GAZEX_CACHE_DIR or ~/.cache/gazex"
+    )
+    onnx_dir: Path | None = Field(default=None, description="an existing gazex model export-onnx folder")
+    engine_dir: Path | None = Field(default=None, description="TensorRT engines; null: under the cache")
+    precision: Literal["bf16", "fp16"] = Field(default="bf16", description="TensorRT engine precision")
+    triton_url: str = Field(default="http://127.0.0.1:8000", description="http://HOST:PORT or grpc://HOST:PORT")
+    triton_timeout: float = Field(default=60.0, gt=0, description="seconds per Triton request")
+    threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads; null: its choice")
 
     @property
     def is_fake(self) -> bool:
         return self.path == FAKE_MODEL or self.path.startswith(FAKE_MODEL + ":")
 
     @model_validator(mode="after")
-    def _fake_syntax(self) -> ModelSettings:
+    def _known(self) -> ModelSettings:
         if self.is_fake:
             fake_seconds(self.path)  # raises ValueError with what is allowed
         return self
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        return _known_backend(value)
+
+    @field_validator("fallback")
+    @classmethod
+    def _fallback(cls, value: list[str]) -> list[str]:
+        return [_known_backend(name) for name in value]
+
+
+def _known_backend(name: str) -> str:
+    if name not in AVAILABLE_BACKENDS:
+        raise ValueError(f"backend {name!r} is not known; choose from {', '.join(AVAILABLE_BACKENDS)}")
+    return name
 
 
 def fake_seconds(path: str) -> float:

@@ -4,10 +4,11 @@
 * ``idempotency_key``: the study, the set of analysed instances' hashes and the model, so
   completing a study twice with the same instances queues one job, while a changed instance
   set, another model, or an operator's ``gazex reprocess`` (a nonce) queues a new one.
-* ``analysis_id``: the first 20 hex digits of the key.  It is what :func:`dicom_sr.encode`
-  derives the outputs' UIDs from, with the source UIDs and the model identity.  A job claimed
-  again after its worker was killed has the same key, hence the same UIDs; a superseding
-  analysis has another key, hence new UIDs.
+* ``analysis_id``: the first 16 hex digits of the key (so "GazeX analysis <id>, supersedes
+  <id>" fits a SEG's or GSPS's 64-character Content Description).  It is what
+  :func:`dicom_sr.encode` derives the outputs' UIDs from, with the source UIDs and the model
+  identity.  A job claimed again after its worker was killed has the same key, hence the same
+  UIDs; a superseding analysis has another key, hence new UIDs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-ANALYSIS_ID_DIGITS = 20
+ANALYSIS_ID_DIGITS = 16
 
 
 def instance_set_sha256(instances: Iterable[tuple[str, str]]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pydicom.dataset import Dataset
 
 from gateway.config.pipeline import ModelSettings, fake_seconds
-from inference import Engine, FakeEngine, InferenceError, ModelIdentity, StudyAnalysis, load_engine
+from inference import BackendOptions, Engine, FakeEngine, InferenceError, ModelIdentity, StudyAnalysis, load_engine
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,7 +49,23 @@ def load_model(settings: ModelSettings) -> Engine:
         seconds = fake_seconds(settings.path)
         return SlowFakeEngine(seconds) if seconds > 0 else FakeEngine()
     try:
-        return load_engine(settings.path, backend=settings.backend, device=settings.device)
+        return load_engine(
+            settings.path,
+            backend=settings.backend,
+            device=settings.device,
+            dtype=settings.dtype,
+            max_batch=settings.max_batch,
+            fallback=tuple(settings.fallback),
+            options=BackendOptions(
+                onnx_dir=settings.onnx_dir,
+                cache_dir=settings.cache_dir,
+                engine_dir=settings.engine_dir,
+                precision=settings.precision,
+                triton_url=settings.triton_url,
+                triton_timeout=settings.triton_timeout,
+                threads=settings.threads,
+            ),
+        )
     except InferenceError as exc:  # CheckpointError is an InferenceError
         raise ModelUnavailable(
             f"the model {settings.path!r} (backend {settings.backend}, device {settings.device}) cannot be loaded: "
