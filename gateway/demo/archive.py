@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -40,12 +42,14 @@ class RecordingArchive:
         folder: Path | None = None,
         host: str = "127.0.0.1",
         refuse: dict[str, int] | None = None,
+        on_store: Callable[[Dataset], None] | None = None,
     ) -> None:
         self.port = port
         self.ae_title = ae_title
         self.folder = folder
         self.host = host
         self.refuse = dict(refuse or {})  # SOP Instance UID -> status to answer instead of success
+        self.on_store = on_store  # called with each data set before it is recorded (tests: to stall a store)
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: Any = None
@@ -82,6 +86,8 @@ class RecordingArchive:
         refusal = self.refuse.get(uid)
         if refusal is not None:
             return refusal
+        if self.on_store is not None:
+            self.on_store(dataset)
         path = None
         if self.folder is not None:
             path = self.folder / f"{safe_uid_component(uid)}.dcm"

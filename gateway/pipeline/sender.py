@@ -96,9 +96,6 @@ class StoreSender:
     ) -> Iterator[Session]:
         where = f"destination {name} ({destination.ae_title}@{destination.host}:{destination.port})"
         tls = tls_context(destination)
-        problem = preflight(destination.host, destination.port, timeout=destination.timeout_seconds, tls=tls)
-        if problem is not None:
-            raise SendError(f"{where}: {problem}")
         ae = AE(ae_title=calling_ae_title)
         for sop_class in dict.fromkeys(sop_classes):
             ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
@@ -112,6 +109,12 @@ class StoreSender:
         )
         failure = _association_failure(assoc)
         if failure is not None:
+            if not assoc.is_rejected:  # pynetdicom reports every transport problem as an abort: find out which
+                failure = (
+                    preflight(destination.host, destination.port, timeout=destination.timeout_seconds, tls=tls)
+                    or failure
+                )
+            ae.shutdown()
             raise SendError(f"{where}: {failure}")
         try:
             yield _StoreSession(assoc, where)
