@@ -45,9 +45,9 @@ def test_a_chest_study_gets_sr_seg_and_gsps_delivered_and_a_non_chest_study_is_n
     received.mkdir()
     url = f"sqlite:///{data / 'gazex.db'}"
     chest = write_dataset(small_cr(chest_cr, rows=256, columns=256), tmp_path / "chest.dcm")
-    head = small_cr(chest_cr, rows=64, columns=64, Modality="CT", BodyPartExamined="HEAD")
-    head.StudyInstanceUID, head.SeriesInstanceUID = generate_uid(), generate_uid()
-    head = write_dataset(head, tmp_path / "head.dcm")
+    head_ct = small_cr(chest_cr, rows=64, columns=64, Modality="CT", BodyPartExamined="HEAD")
+    head_ct.StudyInstanceUID, head_ct.SeriesInstanceUID = generate_uid(), generate_uid()
+    head = write_dataset(head_ct, tmp_path / "head.dcm")
     config = pipeline_config(tmp_path / "gazex.yaml", data, port, archive_port)
     archive = subprocess.Popen(
         [str(storescp), "-aet", "ARCHIVE", "-od", str(received), str(archive_port)],
@@ -186,4 +186,3 @@ def test_kill_9_mid_delivery_re_sends_only_the_unacknowledged_outputs_with_the_s
     # the SR was acknowledged before the kill and never re-sent; the SEG, stored by the archive but not
     # acknowledged to us, was sent again with the same SOP Instance UID; the GSPS went once
     assert counts == {outputs["sr"]: 1, outputs["seg"]: 2, outputs["gsps"]: 1}
-

@@ -64,8 +64,9 @@ def test_two_workers_on_postgresql_process_each_of_100_studies_exactly_once(
                 wait_for(lambda log=log: "gazex worker ready" in log.read_text(errors="replace"), what="a worker")
             done = Completer(harness.engine, harness.settings, SystemClock()).check()
             assert len(done) == STUDIES and all(result.new_job for result in done)
+            delivered = "SELECT id FROM deliveries WHERE status = 'delivered'"
             wait_for(
-                lambda: len(query(postgres_database, "SELECT id FROM deliveries WHERE status = 'delivered'")) == STUDIES,
+                lambda: len(query(postgres_database, delivered)) == STUDIES,
                 timeout=240,
                 what="every delivery",
             )
