@@ -60,7 +60,8 @@ def test_two_workers_on_postgresql_process_each_of_100_studies_exactly_once(
             harness.receive(make_image(template, generate_uid()))
         with RecordingArchive(archive_port) as archive:
             workers = [start_worker(config, log) for log in logs]
-            wait_for(lambda: all("gazex worker ready" in log.read_text(errors="replace") for log in logs), what="workers")
+            ready = "gazex worker ready"
+            wait_for(lambda: all(ready in log.read_text(errors="replace") for log in logs), what="workers")
             done = Completer(harness.engine, harness.settings, SystemClock()).check()
             assert len(done) == STUDIES and all(result.new_job for result in done)
             delivered = "SELECT id FROM deliveries WHERE status = 'delivered'"
