@@ -11,6 +11,7 @@ status, not an exception.
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import threading
 from collections.abc import Iterator, Sequence
@@ -82,6 +83,15 @@ class _StoreSession:
         return int(response.Status)
 
 
+def _no_delay(assoc: Association) -> None:
+    """Send each PDU at once (TCP_NODELAY): with Nagle's algorithm a small C-STORE waits for the
+    peer's delayed ACK, about 40 ms per object on Linux."""
+    raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class StoreSender:
     """The real C-STORE SCU (pynetdicom)."""
 
@@ -116,6 +126,7 @@ class StoreSender:
                 )
             ae.shutdown()
             raise SendError(f"{where}: {failure}")
+        _no_delay(assoc)
         try:
             yield _StoreSession(assoc, where)
         finally:
