@@ -133,9 +133,10 @@ def postgres_database() -> Iterator[str]:
 
 
 def floor(template: Dataset, studies: int, archive_port: int) -> tuple[list[float], float]:
+    from pynetdicom import AE
+
     import dicom_sr
     from inference import FakeEngine
-    from pynetdicom import AE
 
     engine = FakeEngine()
     latencies = []
@@ -150,7 +151,7 @@ def floor(template: Dataset, studies: int, archive_port: int) -> tuple[list[floa
         assoc = ae.associate("127.0.0.1", archive_port, ae_title="ARCHIVE")
         if not assoc.is_established:
             raise SystemExit("the archive refused the floor's association")
-        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the gateway does
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]  # as the gateway does
         for output in outputs:
             status = assoc.send_c_store(output)
             if status is None or int(status.Status) != 0:
@@ -229,9 +230,8 @@ def timings(engine: sqlalchemy.Engine) -> tuple[list[float], float, float]:
 
 def delivered(engine: sqlalchemy.Engine) -> int:
     with engine.connect() as connection:
-        return int(
-            connection.execute(sqlalchemy.text("SELECT count(*) FROM deliveries WHERE status = 'delivered'")).scalar_one()
-        )
+        count = sqlalchemy.text("SELECT count(*) FROM deliveries WHERE status = 'delivered'")
+        return int(connection.execute(count).scalar_one())
 
 
 def wait_delivered(engine: sqlalchemy.Engine, count: int, timeout: float, interval: float) -> None:
@@ -349,18 +349,28 @@ def main(argv: list[str] | None = None) -> int:
         format_table(
             ["path", "p50 complete -> acknowledged (s)", "p99 (s)", "studies/s"],
             [
-                ["floor: encode + 1 association, no queue, no fsync", floor_p50, percentile(floor_latencies, 99),
-                 floor_rate],
-                ["gazex, one process (as gazex serve), one study at a time", gazex_p50,
-                 percentile(gazex_latencies, 99), 1.0 / (sum(gazex_latencies) / len(gazex_latencies))],
+                [
+                    "floor: encode + 1 association, no queue, no fsync",
+                    floor_p50,
+                    percentile(floor_latencies, 99),
+                    floor_rate,
+                ],
+                [
+                    "gazex, one process (as gazex serve), one study at a time",
+                    gazex_p50,
+                    percentile(gazex_latencies, 99),
+                    1.0 / (sum(gazex_latencies) / len(gazex_latencies)),
+                ],
                 ["gazex worker x1, all studies queued at once", float("nan"), float("nan"), one],
                 ["gazex worker x2, all studies queued at once", float("nan"), float("nan"), two],
             ],
-        )  # fmt: skip
+        )
     )
     print()
     verdict = "met" if overhead < OVERHEAD_TARGET_S else "NOT met"
-    print(f"gateway overhead p50 = gazex p50 - floor p50 = {overhead:.3f} s (target < {OVERHEAD_TARGET_S} s: {verdict})")
+    print(
+        f"gateway overhead p50 = gazex p50 - floor p50 = {overhead:.3f} s (target < {OVERHEAD_TARGET_S} s: {verdict})"
+    )
     scaling = two / one
     verdict = "met" if scaling >= SCALING_TARGET else "NOT met"
     print(f"2 workers / 1 worker = {scaling:.2f}x (target >= {SCALING_TARGET}x: {verdict}); {os.cpu_count()} CPUs")
