@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
@@ -40,6 +41,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], max_w
 def database(settings: Settings) -> Iterator[Engine]:
     """The configured database, at this gazex's schema (else a CommandError saying what to do)."""
     url = settings.database_url
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # reading the revision is not news
     try:
         engine = create_database_engine(url, create_directory=False)
     except DatabaseError as exc:

@@ -36,6 +36,7 @@ from gateway.pipeline.sender import Sender, SendError
 from gateway.pipeline.states import DeliveryStatus, ItemStatus
 from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, JOBS, OUTPUTS
 from gateway.pipeline.worker import worker_name
+from gateway.safelog import log_unexpected
 
 LOGGER = logging.getLogger(__name__)
 
@@ -152,7 +153,13 @@ class Deliverer:
                 self._settings.delivery.heartbeat_seconds,
             )
             with heartbeat:
-                problem = self._send(delivery, destination, pending)
+                try:
+                    problem = self._send(delivery, destination, pending)
+                except SQLAlchemyError:
+                    raise  # the loop reports it; the lease expires and the delivery is claimed again
+                except Exception as exc:  # noqa: BLE001 - a bug must not kill the sender: recorded, retried
+                    log_unexpected(LOGGER, f"delivery {delivery.id}: sending failed", exc)
+                    problem = f"unexpected {type(exc).__name__} in the gateway (see the log)"
         acknowledged = self._acknowledged(claimed.id)
         LOGGER.info(
             "delivery %d (job %d, study %s) to %s, attempt %d: %d of %d output(s) acknowledged%s",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pydicom
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
@@ -71,7 +72,12 @@ class _StoreSession:
     def send(self, path: Path) -> int:
         if not self._assoc.is_established:
             raise SendError(f"the association with {self._where} ended before everything was sent")
-        dataset = pydicom.dcmread(path)
+        try:
+            dataset = pydicom.dcmread(path)
+        except FileNotFoundError:
+            raise
+        except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+            raise SendError(f"the outbox file {path.name} cannot be read: {type(exc).__name__}") from None
         try:
             response = self._assoc.send_c_store(dataset)
         except ValueError as exc:  # no accepted presentation context for the SOP class / transfer syntax

@@ -168,6 +168,10 @@ class Worker:
                 analysis, files, predecessor_id = self._produce(job, engine)
             except _Failed as failed:
                 return self._record_failure(claimed, job, failed.failure, superseded=failed.superseded)
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker: recorded on the job, retried
+                log_unexpected(LOGGER, f"job {job.id}: processing failed", exc)
+                failure = JobFailure(f"unexpected {type(exc).__name__} in the gateway (see the log)")
+                return self._record_failure(claimed, job, failure)
             if heartbeat.lost.is_set():
                 LOGGER.warning("job %d: lease lost to another worker; dropping this attempt's result", job.id)
                 return JobResult(job.id, "lease-lost")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -193,3 +194,15 @@ def test_an_expired_delivery_lease_is_claimed_again_and_nothing_acknowledged_is_
     result = deliverer(harness).run_once()
     assert result is not None and result.status == "delivered"
     assert harness.destination().received == [seg, gsps]  # B sent only what A had not got acknowledged
+
+
+def test_a_bug_while_sending_is_recorded_and_retried(harness: Harness, template: Dataset) -> None:
+    prepare(harness, template)
+
+    class Broken(FakeSender):
+        def open(self, *args: object, **kwargs: object) -> Any:
+            raise RuntimeError("a bug")
+
+    result = deliverer(harness, Broken()).run_once()
+    assert result is not None and result.status == "pending"
+    assert result.reason == "unexpected RuntimeError in the gateway (see the log)"

@@ -224,3 +224,17 @@ def test_workers_in_burst_mode_return_when_the_queue_is_empty(harness: Harness, 
         queue_study(harness, template)
     assert worker(harness).run(threading.Event(), burst=True) == 3
     assert {row.status for row in harness.rows("SELECT status FROM jobs")} == {"done"}
+
+
+def test_a_bug_in_the_gateway_is_recorded_on_the_job_and_the_worker_goes_on(
+    harness: Harness, template: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue_study(harness, template)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("gateway.pipeline.worker.dicom_sr.encode", broken)
+    result = worker(harness).run_once()
+    assert result is not None and result.status == "queued"
+    assert result.reason == "unexpected KeyError in the gateway (see the log)"
