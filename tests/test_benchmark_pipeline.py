@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_benchmark_runs_in_a_tiny_mode(
-    dicom_tool: Callable[[str], Path], postgres_url: str, tmp_path: Path
-) -> None:
-    dicom_tool("storescp")
+def test_the_benchmark_runs_in_a_tiny_mode(postgres_url: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.pipeline", "--studies", "3", "--rows", "64", "--scratch", str(tmp_path)],
         cwd=REPO_ROOT,

@@ -7,6 +7,7 @@ output arrived exactly once.  It can answer chosen SOP Instance UIDs with a fail
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class RecordingArchive:
         host: str = "127.0.0.1",
         refuse: dict[str, int] | None = None,
         on_store: Callable[[Dataset], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.port = port
         self.ae_title = ae_title
@@ -50,6 +52,7 @@ class RecordingArchive:
         self.host = host
         self.refuse = dict(refuse or {})  # SOP Instance UID -> status to answer instead of success
         self.on_store = on_store  # called with each data set before it is recorded (tests: to stall a store)
+        self.ssl_context = ssl_context  # DICOM TLS on the port (tests of the sender's TLS)
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: Any = None
@@ -64,7 +67,10 @@ class RecordingArchive:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
         self._server = ae.start_server(
-            (self.host, self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+            (self.host, self.port),
+            block=False,
+            evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
+            ssl_context=self.ssl_context,
         )
         return self
 
@@ -112,3 +118,25 @@ class RecordingArchive:
     def snapshot(self) -> list[Received]:
         with self._lock:
             return list(self.received)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gateway.demo.archive --port N [--folder DIR]``: serve until SIGTERM (benchmarks)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="A local Storage SCP that records what it receives.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ae-title", default="ARCHIVE")
+    parser.add_argument("--folder", type=Path, default=None, help="write received instances here")
+    args = parser.parse_args(argv)
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    with RecordingArchive(args.port, ae_title=args.ae_title, folder=args.folder):
+        print(f"archive {args.ae_title} listening on 127.0.0.1:{args.port}", flush=True)
+        signal.sigwait(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
