@@ -140,6 +140,7 @@ def floor(template: Dataset, studies: int, archive_port: int) -> tuple[list[floa
     from pynetdicom import AE
 
     import dicom_sr
+    from gateway.pipeline.sender import keep_responses
     from inference import FakeEngine
 
     engine = FakeEngine()
@@ -155,7 +156,8 @@ def floor(template: Dataset, studies: int, archive_port: int) -> tuple[list[floa
         assoc = ae.associate("127.0.0.1", archive_port, ae_title="ARCHIVE")
         if not assoc.is_established:
             raise SystemExit("the archive refused the floor's association")
-        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]  # as the gateway does
+        keep_responses(assoc)  # as the gateway does: a pynetdicom race loses responses otherwise
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
         for output in outputs:
             status = assoc.send_c_store(output)
             if status is None or int(status.Status) != 0:

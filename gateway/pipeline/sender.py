@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -89,6 +89,28 @@ class _StoreSession:
         return int(response.Status)
 
 
+def keep_responses(assoc: Association) -> None:
+    """Work around a race in pynetdicom 3's requestor (it pins ``pynetdicom<4``).
+
+    ``send_c_store`` pauses the association's reactor thread by clearing a checkpoint and
+    waiting for ``_is_paused``; but the reactor sets ``_is_paused`` *before* it waits, so it can
+    pass the checkpoint just before the clear, then take the C-STORE response off the DIMSE queue
+    as if it were a request and drop it ("Received unexpected C_STORE service message"); the
+    sender then waits for the DIMSE timeout.  A fast peer makes this likely (about 1 association
+    in 130 here with ``TCP_NODELAY``).  Here a response the reactor takes is put back for the
+    sender instead.
+    """
+    serve = assoc._serve_request
+
+    def serve_requests_only(msg: Any, context_id: int) -> None:
+        if not msg.is_valid_request:
+            assoc.dimse.msg_queue.put((context_id, msg))
+            return
+        serve(msg, context_id)
+
+    assoc._serve_request = serve_requests_only  # type: ignore[method-assign]
+
+
 def _no_delay(assoc: Association) -> None:
     """Send each PDU at once (TCP_NODELAY): with Nagle's algorithm a small C-STORE waits for the
     peer's delayed ACK, about 40 ms per object on Linux."""
@@ -132,6 +154,7 @@ class StoreSender:
                 )
             ae.shutdown()
             raise SendError(f"{where}: {failure}")
+        keep_responses(assoc)
         _no_delay(assoc)
         try:
             yield _StoreSession(assoc, where)
