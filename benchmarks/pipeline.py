@@ -280,8 +280,28 @@ def latency_run(scratch: Path, archive_port: int, template: Dataset, studies: in
     return latencies
 
 
-def throughput_run(scratch: Path, archive_port: int, template: Dataset, studies: int, workers: int) -> float:
-    """``workers`` gazex worker processes; every study completed at once; studies/s."""
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (/proc/stat)."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+    return sum(fields) - idle, sum(fields)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Throughput:
+    studies_per_second: float
+    worker_cpu_per_study: float  # CPU seconds of the gazex worker processes per study
+    machine_busy_percent: float  # how busy all of the machine's CPUs were meanwhile (everyone's work)
+
+
+def throughput_run(scratch: Path, archive_port: int, template: Dataset, studies: int, workers: int) -> Throughput:
+    """``workers`` gazex worker processes; every study completed at once; studies/s and where the CPU went."""
     from gateway.pipeline.clock import SystemClock
     from gateway.pipeline.completer import Completer
 
@@ -307,8 +327,12 @@ def throughput_run(scratch: Path, archive_port: int, template: Dataset, studies:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                     raise SystemExit("a gazex worker did not start; see " + ", ".join(map(str, logs)))
                 time.sleep(0.1)
+            cpu_before = sum(process_cpu_seconds(p.pid) for p in processes)
+            busy_before, total_before = machine_busy()
             Completer(gw.engine, gw.settings, SystemClock()).check()
             wait_delivered(gw.engine, studies, timeout=600, interval=0.2)
+            busy_after, total_after = machine_busy()
+            cpu = sum(process_cpu_seconds(p.pid) for p in processes) - cpu_before
             _, first, last = timings(gw.engine)
         finally:
             for process in processes:
@@ -320,7 +344,8 @@ def throughput_run(scratch: Path, archive_port: int, template: Dataset, studies:
                     process.kill()
             gw.spool.close()
             gw.engine.dispose()
-    return studies / (last - first)
+    busy = 100.0 * (busy_after - busy_before) / max(total_after - total_before, 1.0)
+    return Throughput(studies / (last - first), cpu / studies, busy)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,22 +378,35 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         format_table(
-            ["path", "p50 complete -> acknowledged (s)", "p99 (s)", "studies/s"],
+            ["path", "p50 complete -> acknowledged (s)", "p99 (s)", "studies/s", "worker CPU s/study", "machine busy"],
             [
                 [
                     "floor: encode + 1 association, no queue, no fsync",
                     floor_p50,
                     percentile(floor_latencies, 99),
                     floor_rate,
+                    "",
+                    "",
                 ],
                 [
                     "gazex, one process (as gazex serve), one study at a time",
                     gazex_p50,
                     percentile(gazex_latencies, 99),
                     1.0 / (sum(gazex_latencies) / len(gazex_latencies)),
+                    "",
+                    "",
                 ],
-                ["gazex worker x1, all studies queued at once", float("nan"), float("nan"), one],
-                ["gazex worker x2, all studies queued at once", float("nan"), float("nan"), two],
+                *(
+                    [
+                        f"gazex worker x{count}, all studies queued at once",
+                        float("nan"),
+                        float("nan"),
+                        run.studies_per_second,
+                        run.worker_cpu_per_study,
+                        f"{run.machine_busy_percent:.0f}%",
+                    ]
+                    for count, run in ((1, one), (2, two))
+                ),
             ],
         )
     )
@@ -377,9 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"gateway overhead p50 = gazex p50 - floor p50 = {overhead:.3f} s (target < {OVERHEAD_TARGET_S} s: {verdict})"
     )
-    scaling = two / one
+    scaling = two.studies_per_second / one.studies_per_second
     verdict = "met" if scaling >= SCALING_TARGET else "NOT met"
     print(f"2 workers / 1 worker = {scaling:.2f}x (target >= {SCALING_TARGET}x: {verdict}); {os.cpu_count()} CPUs")
+    print(
+        "machine busy: all CPUs' use during the run, by everything on the machine (workers, archive, "
+        "PostgreSQL, other users); near 100% means the run was CPU-bound"
+    )
     return 0
 
 
