@@ -315,7 +315,8 @@ class TorchBackend:
 
     ``cuda_graphs``: replay decoding steps from CUDA graphs (``None``: on CUDA devices).  When a
     capture fails, a warning is logged and decoding runs uncaptured from then on.  Calls are
-    serialised: the decoding buffers are shared between them.
+    serialised: the decoding buffers are shared between them.  The model must not be moved or
+    cast while a backend holds it (captured graphs point at its weights): make a new backend.
     """
 
     def __init__(
