@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The one GPU session of the engine work (issue 8): every measurement, each part guarded and
-# time-boxed, so one failure or overrun keeps the others' results.  Tables go to $OUT.
+# The GPU session of the torch-backend work (issues 6 and 8): every measurement, each part guarded
+# and time-boxed, so one failure or overrun keeps the others' results.  Tables go to $OUT.
 #
 #   benchmarks/generation_gpu.sh prepare      here, once: wheels and the chest CR into .whl/ (git-ignored)
-#   benchmarks/gpu_check.sh                   on the GPU machine, repository root, .whl carried; ~7.5 min
+#   benchmarks/gpu_check.sh                   on the GPU machine, repository root, .whl carried;
+#                                             about 4.5 min, at most 6 min 40 s (the budgets below)
 #   benchmarks/gpu_check.sh --smoke           here, on the CPU: the same parts at toy sizes (a dry run)
 #
 # Parts (budget in seconds):
-#   0 setup       60   wheels into /tmp/site, versions, nvidia-smi, which optional modules import
-#   1 checkpoint  90   a random checkpoint shaped like Qwen2-VL-2B, bfloat16, built on the GPU
-#   2 generation 210   benchmarks/generation.py: naive HF eager generate per prompt vs optimised torch,
-#                      4 and 8 sentences (the >= 2x target), float32 equality check on the same weights
-#   3 engines     75   benchmarks/engines.py: hf-generate, torch and (if it imports) tensorrt side by side,
-#                      per-image latency, images/s, peak GPU memory
-#   4 onnx        45   only if onnxruntime imports: ONNX export + ONNX Runtime (CPU provider, the device
-#                      has no onnxruntime-gpu) against torch, at 2B widths with 2 layers
+#   0 setup        40   wheels into /tmp/site, versions, nvidia-smi, which optional modules import
+#   1 checkpoint   50   a random checkpoint shaped like Qwen2-VL-2B, bfloat16, built on the GPU
+#   2 decode-step  75   benchmarks/decode_step.py: ms per decoding step at batch 1, 4 and 8: the earlier
+#                       loop (with and without cuDNN attention), ours eager, ours with CUDA graphs;
+#                       CUDA graphs against uncaptured greedy outputs; torch.profiler op tables
+#   3 generation  175   benchmarks/generation.py: naive HF eager generate per prompt vs optimised torch,
+#                       4 and 8 sentences (the >= 2x target), float32 equality check on the same weights
+#   4 engines      60   benchmarks/engines.py: hf-generate, torch and (if it imports) tensorrt side by side,
+#                       per-image latency, images/s, peak GPU memory
+# (The ONNX Runtime CPU part of the first session is not repeated.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,17 +47,17 @@ if [ "$SMOKE" -eq 1 ]; then
     DEVICE=cpu; DTYPE=float32
     SHAPE_OVERRIDES='{"num_hidden_layers": 1, "vision_depth": 1, "model_vocab_size": 1024}'
     MAX_PIXELS=3136; IMAGE=""
+    STEP_ARGS=(--batches 1,2 --steps 4 --repeats 1 --threads 2)
     GEN_ARGS=(--sentences 2 --tokens-per-sentence 2 --attention-tokens 4 --repeats 1 --threads 2)
     ENG_ARGS=(--sentences 2 --tokens-per-sentence 2 --attention-tokens 4 --repeats 1 --threads 2)
-    ONNX_SHAPE=(--layers 1 --vision-depth 1 --vocab 1024 --max-pixels 3136 --threads 2)
 else
     PY=python3
     DEVICE=cuda; DTYPE=bfloat16
     SHAPE_OVERRIDES='{}'
     MAX_PIXELS=$((768 * 768)); IMAGE=.whl/RG1_UNCR.dcm
+    STEP_ARGS=(--batches 1,4,8 --steps 32 --repeats 3 --image "$IMAGE")
     GEN_ARGS=(--sentences 4,8 --attention-tokens 128 --repeats 2 --check-tokens 16 --image "$IMAGE")
     ENG_ARGS=(--sentences 4 --attention-tokens 64 --repeats 1 --image "$IMAGE")
-    ONNX_SHAPE=(--layers 2 --vision-depth 2 --vocab 32768 --max-pixels 200704)
     export PYTHONPATH="/tmp/site:$PWD"
 fi
 CHECKPOINT=/tmp/gazex-gpu-check-2b
@@ -97,26 +100,19 @@ PYTHON
 export -f setup build_checkpoint
 backends="hf-generate,torch"
 tensorrt_imports() { "$PY" -c 'import tensorrt' > /dev/null 2>&1; }
-onnxruntime_imports() { "$PY" -c 'import onnxruntime, onnx' > /dev/null 2>&1; }
 
-part 0-setup 60 bash -c setup
-part 1-checkpoint 90 bash -c build_checkpoint
-image_args=()
-[ -n "$IMAGE" ] && image_args=(--image "$IMAGE")
-part 2-generation 210 "$PY" -m benchmarks.generation --checkpoint "$CHECKPOINT" --device "$DEVICE" --dtype "$DTYPE" "${GEN_ARGS[@]}"
+part 0-setup 40 bash -c setup
+part 1-checkpoint 50 bash -c build_checkpoint
+part 2-decode-step 75 "$PY" -m benchmarks.decode_step --checkpoint "$CHECKPOINT" --device "$DEVICE" --dtype "$DTYPE" \
+    --profile "${STEP_ARGS[@]}"
+part 3-generation 175 "$PY" -m benchmarks.generation --checkpoint "$CHECKPOINT" --device "$DEVICE" --dtype "$DTYPE" \
+    "${GEN_ARGS[@]}"
 if tensorrt_imports; then
     backends="$backends,tensorrt"
 else
     echo "tensorrt: does not import here; the TensorRT path was not run" | tee -a "$SUMMARY"
 fi
-part 3-engines 75 "$PY" -m benchmarks.engines --checkpoint "$CHECKPOINT" --device "$DEVICE" --dtype "$DTYPE" \
+part 4-engines 60 "$PY" -m benchmarks.engines --checkpoint "$CHECKPOINT" --device "$DEVICE" --dtype "$DTYPE" \
     --backends "$backends" --cache-dir /tmp/gazex-gpu-check-cache "${ENG_ARGS[@]}"
-if onnxruntime_imports; then
-    # 2B widths (hidden 1536, 12 heads, vision 1280) with 2 layers: an ONNX Runtime CPU run fits the budget
-    part 4-onnx 45 "$PY" -m benchmarks.engines --shape qwen2-vl-2b "${ONNX_SHAPE[@]}" --device cpu --dtype float32 \
-        --backends torch,onnx --sentences 4 --tokens-per-sentence 4 --attention-tokens 16 --repeats 1 "${image_args[@]}"
-else
-    echo "onnxruntime: does not import here; the ONNX Runtime path was not run" | tee -a "$SUMMARY"
-fi
 rm -rf "$CHECKPOINT" /tmp/gazex-gpu-check-cache
-echo "tables: $OUT/2-generation.txt $OUT/3-engines.txt $OUT/4-onnx.txt" | tee -a "$SUMMARY"
+echo "tables: $OUT/2-decode-step.txt $OUT/3-generation.txt $OUT/4-engines.txt" | tee -a "$SUMMARY"
