@@ -3,8 +3,9 @@
 #
 #   benchmarks/generation_gpu.sh prepare     here, in the repository root, once: fetches into .whl/
 #                                            (git-ignored) what the GPU machine lacks: transformers
-#                                            5.24 and regex for its Python 3.12, pydicom, and the
-#                                            NEMA chest CR the benchmark reads (about 23 MB)
+#                                            5.24 and regex for its Python 3.12, pydicom, onnx (with
+#                                            ml_dtypes and protobuf, for benchmarks/gpu_check.sh's
+#                                            ONNX part), and the NEMA chest CR the benchmark reads
 #   benchmarks/generation_gpu.sh run [ARGS]  on the GPU machine, in the repository root, with .whl
 #                                            carried: installs those into /tmp/site and runs the
 #                                            benchmark; ARGS go to benchmarks/generation.py
@@ -17,7 +18,8 @@ case "${1:-}" in
 prepare)
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl transformers==5.24.0 pydicom==3.0.2 regex==2026.11.19
+        -d .whl transformers==5.24.0 pydicom==3.0.2 regex==2026.11.19 \
+        onnx==1.23.2 ml_dtypes==0.5.4 protobuf==6.33.6
     python=.venv/bin/python
     [ -x "$python" ] || python=python3
     cp "$("$python" -c 'from pydicom.data import get_testdata_file; print(get_testdata_file("RG1_UNCR.dcm"))')" \

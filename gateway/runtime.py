@@ -1,4 +1,5 @@
-"""The running gateway, assembled from settings: database, spool, DICOM node.
+"""The running gateway, assembled from settings: database, spool, DICOM node and the pipeline
+(study completion, routing, jobs, worker, delivery, retention).
 
 Everything is built here from one :class:`~gateway.config.Settings` and passed down; nothing
 is opened at import time.
@@ -17,6 +18,10 @@ from gateway.db.index import InstanceIndex
 from gateway.dicom.node import DicomNode
 from gateway.dicom.store import InstanceStore
 from gateway.dicom.tls import server_context
+from gateway.pipeline.clock import Clock
+from gateway.pipeline.model import ModelHolder
+from gateway.pipeline.sender import Sender
+from gateway.pipeline.service import Pipeline
 from gateway.spool import Spool
 
 LOGGER = logging.getLogger(__name__)
@@ -25,11 +30,24 @@ LOGGER = logging.getLogger(__name__)
 class GatewayRuntime:
     """Open with :meth:`open`, run with :meth:`start`, end with :meth:`stop` and :meth:`close`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pipeline: bool = True,
+        clock: Clock | None = None,
+        sender: Sender | None = None,
+        model: ModelHolder | None = None,
+    ) -> None:
         self.settings = settings
         self.engine: Engine | None = None
         self.spool: Spool | None = None
         self.node: DicomNode | None = None
+        self.pipeline: Pipeline | None = None
+        self._with_pipeline = pipeline
+        self._clock = clock
+        self._sender = sender
+        self._model = model
 
     def open(self) -> None:
         """Prepare the database schema and the spool; raises DatabaseError, SpoolError, TLSConfigError."""
@@ -49,21 +67,30 @@ class GatewayRuntime:
                 )
         else:
             require_current(engine)
-        spool = Spool(settings.storage.spool_path, int(settings.storage.min_free_disk))
+        spool = Spool(
+            settings.storage.spool_path, int(settings.storage.min_free_disk), node_id=settings.storage.node_id
+        )
         spool.open()
         self.spool = spool
         ssl_context = server_context(settings.dicom.tls) if settings.dicom.tls.enabled else None
         store = InstanceStore(spool, InstanceIndex(engine))
         self.node = DicomNode(settings.dicom, store, ssl_context=ssl_context)
+        if self._with_pipeline:
+            self.pipeline = Pipeline(engine, settings, clock=self._clock, sender=self._sender, model=self._model)
 
     def start(self) -> tuple[str, int]:
         if self.node is None:
             raise RuntimeError("open() the runtime before start()")
-        return self.node.start()
+        address = self.node.start()
+        if self.pipeline is not None:
+            self.pipeline.start()
+        return address
 
     def stop(self, grace: float | None = None) -> None:
         if self.node is not None:
             self.node.stop(grace)
+        if self.pipeline is not None:
+            self.pipeline.stop(timeout=self.settings.dicom.shutdown_grace_seconds if grace is None else grace)
 
     def close(self) -> None:
         if self.spool is not None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from inference.backends import create_backend
-from inference.checkpoint import Checkpoint, open_checkpoint
+from inference.backends import BackendOptions, backend_order, create_backend
+from inference.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from inference.engine import InferenceError
 from inference.generation import GenerationBackend
 from inference.pipeline import GazexPipeline, ImageReport
@@ -90,16 +90,46 @@ def load_engine(
     *,
     dtype: str = "auto",
     max_batch: int = 16,
+    fallback: Sequence[str] = (),
+    options: BackendOptions | None = None,
 ) -> GazexEngine:
     """Load a GazeX checkpoint (a directory, or ``builtin:NAME``) with a generation backend.
 
+    ``backend`` is ``torch``, ``hf-generate``, ``onnx``, ``tensorrt`` or ``triton``.  When it
+    cannot be set up (not installed, no GPU, no server, no engine), the backends in
+    ``fallback`` are tried in order, each with a warning; with no ``fallback`` (the default)
+    the error is raised.  A missing or corrupt checkpoint is never a reason to fall back.
+    ``options`` configures the exported-graph backends (:class:`BackendOptions`).
+
     ``device`` is ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; ``dtype`` is
-    ``auto`` (bfloat16 on CUDA, float32 on the CPU), ``float32``, ``bfloat16`` or ``float16``.
-    Raises :class:`inference.checkpoint.CheckpointError` for a missing or corrupt checkpoint and
-    :class:`InferenceError` for an unusable backend or device.
+    ``auto`` (bfloat16 on CUDA, float32 on the CPU), ``float32``, ``bfloat16`` or ``float16``
+    (torch backends).  Raises :class:`inference.checkpoint.CheckpointError` for a missing or
+    corrupt checkpoint and :class:`InferenceError` for an unusable backend or device.
     """
+    order = backend_order(backend, fallback)
     checkpoint = open_checkpoint(path_or_builtin)
-    generation_backend = create_backend(backend, checkpoint, device=device, dtype=dtype, max_batch=max_batch)
+    failures: list[str] = []
+    generation_backend: GenerationBackend | None = None
+    for name in order:
+        try:
+            generation_backend = create_backend(
+                name, checkpoint, device=device, dtype=dtype, max_batch=max_batch, options=options
+            )
+        except CheckpointError:
+            raise
+        except InferenceError as exc:
+            failures.append(f"{name}: {exc}")
+            remaining = order[len(failures) :]
+            if remaining:
+                logger.warning(
+                    "the %s backend cannot be used (%s); falling back to %s as configured", name, exc, remaining[0]
+                )
+            continue
+        break
+    if generation_backend is None:
+        if len(order) == 1:
+            raise InferenceError(failures[0].split(": ", 1)[1])
+        raise InferenceError("no configured backend can be used: " + "; ".join(failures))
     engine = GazexEngine(checkpoint, generation_backend)
     identity = engine.identity
     logger.info(

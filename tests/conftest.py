@@ -75,6 +75,19 @@ def require_tool(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gazex_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Exports and engines that tests make go to a temporary cache, never to ~/.cache/gazex."""
+    previous = os.environ.get("GAZEX_CACHE_DIR")
+    path = tmp_path_factory.mktemp("gazex-cache")
+    os.environ["GAZEX_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("GAZEX_CACHE_DIR", None)
+    else:
+        os.environ["GAZEX_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def dicom_tool() -> Callable[[str], Path]:
     """Locate an external DICOM tool: ``dicom_tool("storescu")`` -> Path (or skip/fail)."""

@@ -17,7 +17,23 @@ from collections.abc import Sequence
 from gateway import __version__
 
 #: Subcommand modules, in the order ``gazex --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("version", "serve", "echo", "health", "config", "db", "analyze", "model")
+COMMAND_MODULES: tuple[str, ...] = (
+    "version",
+    "demo",
+    "serve",
+    "worker",
+    "studies",
+    "jobs",
+    "deliveries",
+    "reprocess",
+    "rules",
+    "echo",
+    "health",
+    "config",
+    "db",
+    "analyze",
+    "model",
+)
 
 
 class CommandError(Exception):

@@ -47,7 +47,9 @@ def register(subparsers: Any) -> None:
         metavar="PATH|builtin:NAME",
         help=f"a GazeX checkpoint directory or builtin:NAME (default: builtin:{DEFAULT_BUILTIN} when bundled)",
     )
-    parser.add_argument("--backend", default="torch", help="generation backend: torch (default) or hf-generate")
+    parser.add_argument(
+        "--backend", default="torch", help="generation backend: torch (default), hf-generate, onnx, tensorrt or triton"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     parser.set_defaults(handler=run)

@@ -13,6 +13,7 @@ from gateway.config import ConfigError, load_settings
 from gateway.config.loading import environment_values
 from gateway.db import describe
 from gateway.dicom.tls import TLSConfigError, server_context
+from gateway.pipeline.sender import SendError, tls_context
 
 
 def register(subparsers: Any) -> None:
@@ -50,6 +51,11 @@ def run_check(args: argparse.Namespace) -> int:
             server_context(settings.dicom.tls)
         except TLSConfigError as exc:
             raise CommandError(f"{args.file}: {exc}") from None
+    for name, destination in settings.destinations.items():
+        try:
+            tls_context(destination)
+        except SendError as exc:
+            raise CommandError(f"{args.file}: destinations.{name}.tls: {exc}") from None
     overrides = environment_values(os.environ)
     note = f" (with GAZEX_* overrides of: {', '.join(sorted(overrides))})" if overrides else ""
     dicom = settings.dicom
@@ -61,4 +67,11 @@ def run_check(args: argparse.Namespace) -> int:
         f"{'rejected' if dicom.reject_unknown_callers else 'accepted'}"
     )
     print(f"  spool {settings.storage.spool_path}, database {describe(settings.database_url)}")
+    print(f"  outbox {settings.storage.outbox_path}; model {settings.model.path} ({settings.model.backend})")
+    rules = ", ".join(rule.name for rule in settings.routing.rules) or "none: nothing is analysed"
+    destinations = ", ".join(
+        f"{name} ({d.ae_title}@{d.host}:{d.port}{' TLS' if d.tls.enabled else ''})"
+        for name, d in settings.destinations.items()
+    )
+    print(f"  routing rules: {rules}; destinations: {destinations or 'none: results stay in the outbox'}")
     return 0

@@ -1,5 +1,8 @@
 """``gazex model``: the model's data side (phantoms, training records); train and eval join it later.
 
+The runtime artefacts (``export-onnx``, ``build-engine``, ``triton-repo``) live in
+:mod:`gateway.cli.model_engines`.
+
 - ``gazex model phantoms --out DIR --count N --seed S [--format dicom|reflacx|both]``
   writes synthetic chest phantoms as DICOM and/or a REFLACX-format data set, with a
   ground-truth ``manifest.json``.
@@ -14,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.cli import CommandError
+from gateway.cli import CommandError, model_engines
 from inference.demo import FINDING_KINDS, PhantomConfig, write_phantom_dataset
 from inference.reflacx import ReflacxFormatError
 from inference.training import AttentionSettings, ConversionSettings, CoordinateFrame, convert_reflacx
@@ -88,6 +91,8 @@ def register(subparsers: Any) -> None:
         "--lead-seconds", type=float, default=2.0, help="fixations this long before a sentence count for it (default 2)"
     )
     convert.set_defaults(handler=run_convert)
+
+    model_engines.register(commands)  # export-onnx, build-engine, triton-repo
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

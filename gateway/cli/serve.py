@@ -12,6 +12,7 @@ from pydicom import config as pydicom_config
 
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
+from gateway.cli.worker import quiet_libraries
 from gateway.db import DatabaseError
 from gateway.dicom.tls import TLSConfigError
 from gateway.runtime import GatewayRuntime
@@ -23,8 +24,9 @@ LOGGER = logging.getLogger("gateway.serve")
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
-        help="run the DICOM node: receive (C-STORE), store durably, index; answer C-ECHO",
-        description="Run the Storage and Verification SCP until SIGTERM/SIGINT, then shut down gracefully.",
+        help="run the gateway: DICOM node, study completion, analysis workers, delivery, retention",
+        description="Run the Storage and Verification SCP, the study completion schedule, the analysis workers, "
+        "the senders and retention until SIGTERM/SIGINT, then shut down gracefully.",
     )
     add_config_argument(parser)
     parser.add_argument("--port", type=int, help="TCP port to listen on (dicom.port)")
@@ -49,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, _overrides(args))
     # pydicom must never warn about values on the receive path: its warnings can quote PHI
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    if not LOGGER.isEnabledFor(logging.DEBUG):
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    quiet_libraries()
     # SIGTERM/SIGINT are blocked before any thread starts (threads inherit the mask) and taken
     # by sigwait in this thread, so a signal is seen at once, whichever thread it was sent to
     stop_signals = {signal.SIGTERM, signal.SIGINT}

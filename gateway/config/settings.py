@@ -3,8 +3,8 @@
 Every model forbids unknown keys, so a misspelt key stops start-up and names itself.  The
 root is a pydantic-settings ``BaseSettings``; :func:`gateway.config.load_settings` layers the
 YAML file, ``GAZEX_*`` environment variables and command-line flags on top of the defaults
-below.  Later work adds its own sections (``model``, ``routing``, ``destinations``,
-``worker``, ``delivery``, ``retention``) beside ``dicom``, ``storage`` and ``database``.
+below.  The sections after ingest (``model``, ``routing``, ``destinations``, ``completion``,
+``worker``, ``delivery``, ``retention``) are defined in :mod:`gateway.config.pipeline`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,16 @@ from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, Fil
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydicom.uid import UID
 
+from gateway.config.pipeline import (
+    CompletionSettings,
+    DeliverySettings,
+    Destination,
+    ModelSettings,
+    RetentionSettings,
+    RoutingSettings,
+    WorkerSettings,
+    _destination_names,
+)
 from gateway.dicom.contexts import (
     ALL_STORAGE,
     ALL_TRANSFER_SYNTAXES_KEYWORD,
@@ -208,6 +218,15 @@ class StorageSettings(Section):
 
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="root of the gateway's data")
     spool_dir: Path | None = Field(default=None, description="received instances; null: <data_dir>/spool")
+    outbox_dir: Path | None = Field(
+        default=None, description="results waiting to be delivered; null: <data_dir>/outbox"
+    )
+    node_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="this node's name on a spool shared by several gazex serve (its own lock and incoming "
+        "folder); null: the spool belongs to this node alone",
+    )
     min_free_disk: ByteSize = Field(
         default=ByteSize(1 << 30),
         description="free-disk reserve: below it, C-STORE is refused with 0xA700 before anything is written",
@@ -216,6 +235,10 @@ class StorageSettings(Section):
     @property
     def spool_path(self) -> Path:
         return self.spool_dir if self.spool_dir is not None else self.data_dir / "spool"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir if self.outbox_dir is not None else self.data_dir / "outbox"
 
 
 class DatabaseSettings(Section):
@@ -248,6 +271,30 @@ class Settings(BaseSettings):
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    destinations: Annotated[dict[str, Destination], AfterValidator(_destination_names)] = Field(
+        default_factory=dict, description="archives that receive results, by name"
+    )
+    completion: CompletionSettings = Field(default_factory=CompletionSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="after")
+    def _rules_name_known_destinations(self) -> Settings:
+        problems = []
+        for index, rule in enumerate(self.routing.rules):
+            for name in rule.destinations or ():
+                if name not in self.destinations:
+                    known = ", ".join(sorted(self.destinations)) or "none"
+                    problems.append(
+                        f"routing.rules[{index}] ({rule.name}) sends to {name!r}, which is not in destinations "
+                        f"(configured: {known})"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @classmethod
     def settings_customise_sources(

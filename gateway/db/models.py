@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -153,3 +153,142 @@ class InstanceReplacement(Base):
     calling_ae_title: Mapped[str] = mapped_column(String)
 
     instance: Mapped[Instance] = relationship(back_populates="replacements")
+
+
+# -- after ingest: completion, jobs, outputs and deliveries -----------------------------------
+
+
+class StudyState(Base):
+    """A study's completion and routing: when it was last completed, and what became of it.
+
+    A study is *pending* (still receiving, or re-opened) when it has no state yet or its
+    ``last_received_at`` moved past ``completed_through``.  ``job_pk`` is the job of the
+    latest routed completion; ``reason`` says why the study was (not) routed.
+    """
+
+    __tablename__ = "study_states"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_pk: Mapped[int] = mapped_column(ForeignKey("studies.id"), unique=True)
+    routing: Mapped[str | None] = mapped_column(String)  # "routed" | "not_routed"; null until first completed
+    completed_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    completion_reason: Mapped[str | None] = mapped_column(String)  # "quiet" | "deadline" | "reprocess"
+    completions: Mapped[int] = mapped_column(Integer, default=0)
+    instance_set_sha256: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str | None] = mapped_column(String)
+    reason: Mapped[str | None] = mapped_column(String)
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Job(Base):
+    """One analysis of one study: claimed with a lease, analysed, encoded, written to the outbox.
+
+    ``status``: queued -> running -> done | failed, or superseded (a newer job of the same
+    study was queued before this one ran).  ``idempotency_key`` is unique: the study, its
+    analysed instances' hashes and the model, so completing the same study twice queues one job.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_pk: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    analysis_id: Mapped[str] = mapped_column(String(40))
+    rule: Mapped[str] = mapped_column(String)
+    outputs: Mapped[str] = mapped_column(String)  # comma-separated output kinds
+    destinations: Mapped[str] = mapped_column(String)  # comma-separated destination names
+    model_ref: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String)
+    processed_by: Mapped[str | None] = mapped_column(String)
+    model_name: Mapped[str | None] = mapped_column(String)
+    model_version: Mapped[str | None] = mapped_column(String)
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    model_backend: Mapped[str | None] = mapped_column(String)
+    analysis_seconds: Mapped[float | None] = mapped_column(Float)
+    findings_present: Mapped[int | None] = mapped_column(Integer)
+    predecessor_job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+
+
+class JobInstance(Base):
+    """An instance a job takes: analysed, or kept as context (e.g. a lateral view)."""
+
+    __tablename__ = "job_instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    instance_pk: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    file_path: Mapped[str] = mapped_column(String)
+    role: Mapped[str] = mapped_column(String)  # "analyze" | "context"
+
+
+class Output(Base):
+    """One DICOM object a job wrote to the outbox."""
+
+    __tablename__ = "outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    kind: Mapped[str] = mapped_column(String)
+    sop_class_uid: Mapped[str] = mapped_column(String)
+    sop_instance_uid: Mapped[str] = mapped_column(String, unique=True)
+    series_instance_uid: Mapped[str] = mapped_column(String)
+    file_path: Mapped[str] = mapped_column(String)  # relative to the outbox
+    file_size: Mapped[int] = mapped_column(BigInteger)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """A job's outputs to one destination: pending -> sending -> delivered | pending (retry) | dead."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("job_pk", "destination", name="uq_deliveries_job_destination"),
+        Index("ix_deliveries_claim", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    destination: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String)
+
+
+class DeliveryItem(Base):
+    """One output within a delivery; once ``acknowledged`` it is never sent to that destination again."""
+
+    __tablename__ = "delivery_items"
+    __table_args__ = (UniqueConstraint("delivery_pk", "output_pk", name="uq_delivery_items_delivery_output"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_pk: Mapped[int] = mapped_column(ForeignKey("deliveries.id"), index=True)
+    output_pk: Mapped[int] = mapped_column(ForeignKey("outputs.id"), index=True)
+    status: Mapped[str] = mapped_column(String)  # "pending" | "acknowledged" | "failed"
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String)

@@ -9,8 +9,11 @@ The write path, in order, for every instance:
 3. :meth:`Spool.commit` fsyncs the file, renames it atomically to its final path, then
    fsyncs the directory (and every directory it had to create).
 
-Only one process may use a spool (an exclusive lock on ``.lock``), so the partial files
-found at start-up are leftovers of a crash and are removed.
+Only one process may receive into a spool's incoming folder (an exclusive lock on ``.lock``),
+so the partial files found there at start-up are leftovers of a crash and are removed.  Nodes
+sharing one spool on shared storage each get a ``node_id``: their own ``.incoming-<node_id>``
+folder and ``.lock-<node_id>`` lock, while the final paths (derived from UIDs and content
+hashes) are common to all of them.
 """
 
 from __future__ import annotations
@@ -272,9 +275,12 @@ class Spool:
         root: Path,
         min_free_bytes: int,
         free_bytes: Callable[[Path], int] = disk_free_bytes,
+        node_id: str | None = None,
     ) -> None:
         self.root = root
-        self.incoming_dir = root / INCOMING_DIR
+        self.node_id = node_id
+        self.incoming_dir = root / (INCOMING_DIR if node_id is None else f"{INCOMING_DIR}-{node_id}")
+        self.lock_path = root / (LOCK_FILE if node_id is None else f"{LOCK_FILE}-{node_id}")
         self.min_free_bytes = min_free_bytes
         self._free_bytes = free_bytes
         self._lock_fd: int | None = None
@@ -286,14 +292,15 @@ class Spool:
             self._make_dirs(self.incoming_dir)
         except OSError as exc:
             raise SpoolError(f"cannot create the spool directory {self.root}: {exc.strerror}") from None
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            who = "another gazex process" if self.node_id is None else f"another gazex process as node {self.node_id}"
             raise SpoolLockedError(
-                f"the spool {self.root} is in use by another gazex process; stop it, or give this one "
-                "its own storage.spool_dir"
+                f"the spool {self.root} is in use by {who}; stop it, give this one its own storage.spool_dir, "
+                "or (spool on shared storage) a distinct storage.node_id"
             ) from None
         self._lock_fd = fd
         removed = 0

@@ -116,8 +116,12 @@ def test_an_unknown_key_names_itself_its_value_and_the_allowed_keys(tmp_path: Pa
 
 
 def test_an_unknown_section_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"routing: unknown key .* allowed keys here: database, dicom, storage"):
-        load_settings(write(tmp_path, "routing: {}\n"), environ={})
+    with pytest.raises(
+        ConfigError,
+        match=r"routes: unknown key .* allowed keys here: completion, database, delivery, destinations, dicom, "
+        r"model, retention, routing, storage, worker",
+    ):
+        load_settings(write(tmp_path, "routes: {}\n"), environ={})
 
 
 def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(tmp_path: Path) -> None:

@@ -170,3 +170,23 @@ def test_a_write_failing_in_the_helper_thread_is_recorded(tmp_path: Path, monkey
     monkeypatch.undo()
     assert incoming.out_of_space and not incoming.ok
     assert list(spool.incoming_dir.iterdir()) == []
+
+
+def test_nodes_sharing_a_spool_each_lock_and_sweep_only_their_own_incoming_folder(tmp_path: Path) -> None:
+    first = Spool(tmp_path, 0, node_id="gazex-0")
+    second = Spool(tmp_path, 0, node_id="gazex-1")
+    first.open()
+    second.open()  # another node on the same spool: its own lock
+    in_flight = second.begin(b"")
+    in_flight.write(b"data")
+    try:
+        with pytest.raises(SpoolLockedError, match="as node gazex-0"):
+            Spool(tmp_path, 0, node_id="gazex-0").open()  # the same node twice is refused
+        restarted = Spool(tmp_path, 0, node_id="gazex-0")
+        first.close()
+        assert restarted.open() == 0  # its sweep leaves the other node's file in flight alone
+        assert in_flight.path.exists() and in_flight.path.parent.name == ".incoming-gazex-1"
+        restarted.close()
+    finally:
+        in_flight.discard()
+        second.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,42 @@ def tiny_model(tiny_checkpoint: Path) -> Any:
     from transformers import Qwen2VLForConditionalGeneration
 
     return Qwen2VLForConditionalGeneration.from_pretrained(str(tiny_checkpoint)).eval()
+
+
+#: The checkpoints every backend's parity is checked on: the tiny random one, and each
+#: checkpoint bundled in this build (``builtin:NAME``, e.g. the demo model once it lands).
+def parity_checkpoint_names() -> list[str]:
+    from inference.checkpoint import builtin_checkpoints
+
+    return ["tiny", *(f"builtin:{name}" for name in builtin_checkpoints())]
+
+
+@pytest.fixture(scope="session")
+def checkpoint_paths(tiny_checkpoint: Path) -> Callable[[str], Path]:
+    """``name -> checkpoint directory`` for :func:`parity_checkpoint_names`."""
+    from inference.checkpoint import resolve_checkpoint_path
+
+    def resolve(name: str) -> Path:
+        return tiny_checkpoint if name == "tiny" else resolve_checkpoint_path(name)
+
+    return resolve
+
+
+@pytest.fixture(scope="session")
+def onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """``export(checkpoint_path, dtype="float32") -> OnnxExport``, each exported once per session
+    (dynamic and static cache)."""
+    from inference.checkpoint import open_checkpoint
+    from inference.onnx_export import export_onnx
+
+    made: dict[tuple[Path, str], Any] = {}
+    root = tmp_path_factory.mktemp("onnx-exports")
+
+    def export(path: Path, dtype: str = "float32") -> Any:
+        key = (Path(path), dtype)
+        if key not in made:
+            target = root / f"{len(made)}-{Path(path).name}-{dtype}"
+            made[key] = export_onnx(open_checkpoint(path), target, dtype=dtype, cache=("dynamic", "static"))
+        return made[key]
+
+    return export

@@ -202,11 +202,9 @@ def test_weights_missing_a_tensor(copy_of: Callable[[], Path]) -> None:
         load_engine(directory, device="cpu")
 
 
-def test_unknown_and_planned_backends(tiny_checkpoint: Path) -> None:
+def test_unknown_backends(tiny_checkpoint: Path) -> None:
     from inference import InferenceError
 
-    with pytest.raises(InferenceError, match="the 'onnx' backend is not part of this build"):
-        load_engine(tiny_checkpoint, backend="onnx")
     with pytest.raises(InferenceError, match="unknown backend 'magic'; available: torch, hf-generate"):
         load_engine(tiny_checkpoint, backend="magic")
 

@@ -136,3 +136,45 @@ def test_the_image_is_encoded_once_per_image(
     calls.clear()
     HFGenerateBackend(tiny_model, checkpoint.tokens).generate(requests)
     assert len(calls) == 5  # the naive way encodes it for every prompt
+
+
+def test_a_reused_decoder_gives_what_a_fresh_one_gives(
+    tiny_model: Any, checkpoint: Checkpoint, image: ModelImage
+) -> None:
+    """The decoding buffers of one (batch, capacity) serve later calls: nothing of the last call leaks."""
+    backend = TorchBackend(tiny_model, checkpoint.tokens)
+    backend.generate(requests_for(checkpoint, image, SENTENCES[:4], budget=24, minimum=24))
+    later = requests_for(checkpoint, image, SENTENCES[4:], budget=20)
+    reused = backend.generate(later)
+    assert len(backend._decoders) == 2  # white box: examine (batch 1) and attention (batch 4), reused
+    assert reused == TorchBackend(tiny_model, checkpoint.tokens).generate(later)
+    assert reused == HFGenerateBackend(tiny_model, checkpoint.tokens).generate(later)
+
+
+def test_decoding_fills_the_cache_to_its_last_slot(tiny_model: Any, checkpoint: Checkpoint, image: ModelImage) -> None:
+    from inference.backends.torch_backend import CAPACITY_STEP
+    from inference.generation import plan_shared_prefix
+
+    (request,) = requests_for(checkpoint, image, SENTENCES[:3], budget=1)[1:]
+    known = plan_shared_prefix(request.prompts, request.image.image_grid_thw, checkpoint.tokens).attention_mask.shape[1]
+    budget = CAPACITY_STEP - known % CAPACITY_STEP  # prompt + budget is exactly the cache's capacity
+    requests = requests_for(checkpoint, image, SENTENCES[:3], budget=budget, minimum=budget)[1:]
+    ours = TorchBackend(tiny_model, checkpoint.tokens).generate(requests)
+    assert ours == HFGenerateBackend(tiny_model, checkpoint.tokens).generate(requests)
+    assert all(len(g.token_ids) == budget for g in ours[0])
+
+
+def test_a_failed_cuda_graph_capture_falls_back_to_uncaptured_steps(
+    tiny_model: Any, checkpoint: Checkpoint, image: ModelImage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Capture is asked for on the CPU, where it must fail: a warning, then the same outputs uncaptured."""
+    requests = requests_for(checkpoint, image, SENTENCES[:3], budget=12)
+    backend = TorchBackend(tiny_model, checkpoint.tokens, cuda_graphs=True)
+    with caplog.at_level("WARNING", logger="inference.backends.torch_backend"):
+        ours = backend.generate(requests)
+    assert backend.cuda_graphs is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "CUDA graph capture of a decoding step failed (CUDA graphs need a CUDA device; the model is on cpu); "
+        "decoding uncaptured from now on"
+    ]
+    assert ours == HFGenerateBackend(tiny_model, checkpoint.tokens).generate(requests)

@@ -123,7 +123,9 @@ def test_kill_9_while_storescu_sends_50_instances_loses_nothing_acknowledged(
     node = start_serve(config, port, tmp_path / "serve.log")
     sender = start_storescu(dicom_tool("storescu"), port, chest_cr_path, 50, tmp_path / "storescu.log")
     try:
-        wait_until(lambda: indexed_count(url) >= 10)
+        # storescu sends an instance only after the previous one's response: 11 indexed means at
+        # least 10 acknowledged (the 11th may be indexed with its response not yet sent)
+        wait_until(lambda: indexed_count(url) >= 11)
         os.kill(node.process.pid, 9)
         node.process.wait(timeout=30)
         sender.wait(timeout=60)

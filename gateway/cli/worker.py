@@ -1,0 +1,93 @@
+"""``gazex worker``: analysis workers and senders without a DICOM node, sharing a PostgreSQL queue.
+
+Extra workers, on this machine or others, claim jobs and deliveries from the same database
+as ``gazex serve``.  They read the spool and write the outbox at the configured paths, so
+those must be the same shared storage on every machine (see README, "Several workers").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from typing import Any
+
+from pydicom import config as pydicom_config
+
+from gateway.cli import CommandError
+from gateway.cli._settings import add_config_argument, settings_from
+from gateway.db import DatabaseError, create_database_engine, describe, require_current, upgrade
+from gateway.pipeline.model import ModelUnavailable
+from gateway.pipeline.service import Pipeline
+
+LOGGER = logging.getLogger("gateway.worker")
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "worker",
+        help="run analysis workers and senders (no DICOM node) on a shared PostgreSQL queue",
+        description="Claim analysis jobs and deliveries from the configured PostgreSQL database until SIGTERM; "
+        "with --burst, until nothing is due. The spool and outbox paths must be the shared ones.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--burst", action="store_true", help="work until no job or delivery is due, then exit")
+    parser.add_argument("--concurrency", type=int, default=None, help="jobs at once (worker.concurrency)")
+    parser.set_defaults(handler=run)
+
+
+def quiet_libraries() -> None:
+    """Library chatter that is not ours goes to WARNING (highdicom's per-attribute INFO lines, APScheduler's ticks)."""
+    for name, level in (
+        ("highdicom", logging.WARNING),
+        ("pynetdicom", logging.WARNING),
+        ("apscheduler", logging.ERROR),
+    ):
+        logger = logging.getLogger(name)
+        if not logger.isEnabledFor(logging.DEBUG):
+            logger.setLevel(level)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.concurrency is not None:
+        overrides["worker"] = {"concurrency": args.concurrency}
+    settings = settings_from(args, overrides)
+    if settings.database_url.startswith("sqlite"):
+        raise CommandError(
+            "gazex worker needs PostgreSQL (database.url): with SQLite the one worker process is gazex serve "
+            "itself (raise worker.concurrency for more threads there)"
+        )
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    quiet_libraries()
+    url = settings.database_url
+    try:
+        engine = create_database_engine(url)
+        if settings.database.upgrade_on_start:
+            upgrade(engine)
+        else:
+            require_current(engine)
+    except DatabaseError as exc:
+        raise CommandError(f"{describe(url)}: {exc}") from None
+    pipeline = Pipeline(engine, settings, completion=False, retention=False)
+    try:
+        if args.burst:
+            try:
+                jobs, attempts = pipeline.run_burst()
+            except ModelUnavailable as exc:
+                raise CommandError(str(exc)) from None
+            LOGGER.info("burst done: %d job(s) processed, %d delivery attempt(s)", jobs, attempts)
+            return 0
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            pipeline.start()
+            LOGGER.info("gazex worker ready (%s); stop with SIGTERM", describe(url))
+            received = signal.sigwait(stop_signals)
+            LOGGER.info("%s received: finishing the work in progress", signal.Signals(received).name)
+            pipeline.stop(timeout=settings.dicom.shutdown_grace_seconds)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        return 0
+    finally:
+        engine.dispose()

@@ -1,0 +1,116 @@
+"""The analysis engine a worker uses, built from ``model`` settings and loaded once per process.
+
+``model.path: fake`` (tests and benchmarks only) uses :class:`inference.FakeEngine`, which
+returns a fixed analysis without a model; ``fake:seconds=S`` takes S seconds per study, so
+tests can stop a worker in the middle of a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from pydicom.dataset import Dataset
+
+from gateway.config.pipeline import ModelSettings, fake_seconds
+from inference import BackendOptions, Engine, FakeEngine, InferenceError, ModelIdentity, StudyAnalysis, load_engine
+
+LOGGER = logging.getLogger(__name__)
+
+#: After a failed load, how long before the next try.
+RELOAD_SECONDS = 60.0
+
+
+class ModelUnavailable(Exception):  # noqa: N818 - a state, reported to the operator as such
+    """The configured model cannot be loaded; the message says why and what to do."""
+
+
+class SlowFakeEngine:
+    """The FakeEngine, taking ``seconds`` per study (test only)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._fake = FakeEngine()
+        self._seconds = seconds
+
+    @property
+    def identity(self) -> ModelIdentity:
+        return self._fake.identity
+
+    def analyze(self, datasets: Sequence[Dataset]) -> StudyAnalysis:
+        time.sleep(self._seconds)
+        return self._fake.analyze(datasets)
+
+
+def load_model(settings: ModelSettings) -> Engine:
+    """The engine ``settings`` describe; raises :class:`ModelUnavailable` with the reason."""
+    if settings.is_fake:
+        seconds = fake_seconds(settings.path)
+        return SlowFakeEngine(seconds) if seconds > 0 else FakeEngine()
+    try:
+        return load_engine(
+            settings.path,
+            backend=settings.backend,
+            device=settings.device,
+            dtype=settings.dtype,
+            max_batch=settings.max_batch,
+            fallback=tuple(settings.fallback),
+            options=BackendOptions(
+                onnx_dir=settings.onnx_dir,
+                cache_dir=settings.cache_dir,
+                engine_dir=settings.engine_dir,
+                precision=settings.precision,
+                triton_url=settings.triton_url,
+                triton_timeout=settings.triton_timeout,
+                threads=settings.threads,
+            ),
+        )
+    except InferenceError as exc:  # CheckpointError is an InferenceError
+        raise ModelUnavailable(
+            f"the model {settings.path!r} (backend {settings.backend}, device {settings.device}) cannot be loaded: "
+            f"{exc}; fix model.path/model.backend/model.device, studies wait in the queue meanwhile"
+        ) from None
+
+
+class ModelHolder:
+    """Loads the model on first use, shares it between a process's worker threads, retries a failed load."""
+
+    def __init__(
+        self,
+        settings: ModelSettings,
+        loader: Callable[[ModelSettings], Engine] = load_model,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._loader = loader
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._failed_at: float | None = None
+        self._failure: str | None = None
+
+    def get(self) -> Engine:
+        """The engine; :class:`ModelUnavailable` while it cannot be loaded (a new try every RELOAD_SECONDS)."""
+        with self._lock:
+            if self._engine is not None:
+                return self._engine
+            if self._failed_at is not None and self._clock() - self._failed_at < RELOAD_SECONDS:
+                raise ModelUnavailable(self._failure or "the model cannot be loaded")
+            try:
+                engine = self._loader(self._settings)
+            except ModelUnavailable as exc:
+                self._failed_at = self._clock()
+                self._failure = str(exc)
+                LOGGER.error("%s (next try in %.0f s)", exc, RELOAD_SECONDS)
+                raise
+            self._engine = engine
+            identity = engine.identity
+            LOGGER.info(
+                "model %s %s (%s, weights %s) ready",
+                identity.name,
+                identity.version,
+                identity.backend,
+                identity.checkpoint_sha256[:12],
+            )
+            return engine

@@ -1,0 +1,240 @@
+"""The worker: analysis, encoding, the outbox and the one commit; failures, leases and superseding."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from gateway.pipeline.completer import Completer
+from gateway.pipeline.leases import claim
+from gateway.pipeline.model import ModelHolder
+from gateway.pipeline.states import JobStatus
+from gateway.pipeline.tables import JOBS
+from gateway.pipeline.worker import Worker
+from inference import FakeEngine, StudyAnalysis
+from tests.gateway.pipeline.support import Harness, make_image
+
+
+def queue_study(harness: Harness, template: Dataset, **changes: Any) -> tuple[str, int]:
+    study = generate_uid()
+    harness.receive(make_image(template, study, **changes))
+    harness.clock.advance(10)
+    [done] = Completer(harness.engine, harness.settings, harness.clock).check()
+    assert done.job_id is not None
+    return study, done.job_id
+
+
+def job_row(harness: Harness, job_id: int) -> Any:
+    with harness.engine.connect() as connection:
+        return connection.execute(select(JOBS).where(JOBS.c.id == job_id)).one()
+
+
+def worker(harness: Harness, engine: object = None, name: str = "w1") -> Worker:
+    holder = ModelHolder(harness.settings.model, loader=lambda _: engine or FakeEngine())  # type: ignore[arg-type,return-value]
+    pipeline = harness.pipeline(model=holder)
+    outbox = pipeline.outbox
+    outbox.prepare()
+    return Worker(harness.engine, harness.settings, outbox, holder, harness.clock, name=name)
+
+
+def test_a_job_writes_its_outputs_durably_and_creates_a_delivery_per_destination(
+    tmp_path: Path, template: Dataset
+) -> None:
+    harness = Harness.create(
+        tmp_path,
+        destinations={
+            "archive": {"ae_title": "ARCHIVE", "host": "127.0.0.1", "port": 104},
+            "backup": {"ae_title": "BACKUP", "host": "127.0.0.1", "port": 105},
+        },
+    )
+    try:
+        study, job_id = queue_study(harness, template)
+        result = worker(harness).run_once()
+        assert result is not None and (result.job_id, result.status) == (job_id, "done")
+        job = harness.rows("SELECT * FROM jobs")[0]
+        assert (job.status, job.attempts, job.model_name, job.findings_present) == ("done", 1, "gazex-fake", 1)
+        assert job.lease_token is None and job.processed_by == "w1"
+        outputs = harness.rows("SELECT * FROM outputs ORDER BY id")
+        assert [o.kind for o in outputs] == ["sr", "seg", "gsps"]
+        for output in outputs:
+            written = pydicom.dcmread(harness.settings.storage.outbox_path / output.file_path)
+            assert str(written.SOPInstanceUID) == output.sop_instance_uid
+            assert str(written.StudyInstanceUID) == study
+            assert output.file_path.startswith(f"{study}/{job.analysis_id}/")
+        assert not list((harness.settings.storage.outbox_path / ".incoming").iterdir())  # no temporary file left
+        deliveries = harness.rows("SELECT destination, status FROM deliveries ORDER BY destination")
+        assert [(d.destination, d.status) for d in deliveries] == [("archive", "pending"), ("backup", "pending")]
+        assert len(harness.rows("SELECT * FROM delivery_items")) == 6
+        assert worker(harness).run_once() is None  # nothing else is due
+    finally:
+        harness.close()
+
+
+def test_a_model_error_is_recorded_retried_and_after_the_last_attempt_the_job_fails_visibly(
+    harness: Harness, template: Dataset
+) -> None:
+    _, job_id = queue_study(harness, template)
+    failing = FakeEngine(fail_with="CUDA out of memory")
+    for attempt in (1, 2, 3):
+        result = worker(harness, failing).run_once()
+        assert result is not None and result.reason == "model error: CUDA out of memory"
+        job = harness.rows("SELECT status, attempts, last_error FROM jobs")[0]
+        assert job.attempts == attempt
+        if attempt < 3:
+            assert job.status == "queued"
+            assert worker(harness, failing).run_once() is None  # waiting for its retry delay
+            harness.clock.advance(5 * 2 ** (attempt - 1))
+    job = harness.rows("SELECT status, last_error, finished_at FROM jobs WHERE id = :j", j=job_id)[0]
+    assert job.status == "failed" and job.last_error == "model error: CUDA out of memory"
+    assert job.finished_at is not None
+    assert harness.rows("SELECT * FROM outputs") == []
+
+
+class _WrongImageEngine(FakeEngine):
+    """An engine whose output describes an image it was not given (untrusted output)."""
+
+    def analyze(self, datasets: Sequence[Dataset]) -> StudyAnalysis:
+        analysis = super().analyze(datasets)
+        image = analysis.images[0]
+        return StudyAnalysis(
+            analysis.study_instance_uid,
+            (type(image)(**{**image.__dict__, "sop_instance_uid": "9.9.9"}),),
+            analysis.model,
+            analysis.seconds,
+        )
+
+
+class _CrashingEngine(FakeEngine):
+    def analyze(self, datasets: Sequence[Dataset]) -> StudyAnalysis:
+        raise ZeroDivisionError("a bug")
+
+
+def test_unusable_model_output_fails_the_job_at_once_with_the_reason(harness: Harness, template: Dataset) -> None:
+    queue_study(harness, template)
+    result = worker(harness, _WrongImageEngine()).run_once()
+    assert result is not None and result.status == "failed"
+    assert result.reason == "model output unusable: it describes image(s) that were not given: 9.9.9"
+
+
+def test_an_unexpected_model_exception_is_recorded_and_retried(harness: Harness, template: Dataset) -> None:
+    queue_study(harness, template)
+    result = worker(harness, _CrashingEngine()).run_once()
+    assert result is not None and result.status == "queued"
+    assert result.reason == "model error: unexpected ZeroDivisionError (see the log)"
+
+
+def test_a_missing_spool_file_fails_the_job_and_says_what_to_do(harness: Harness, template: Dataset) -> None:
+    queue_study(harness, template)
+    path = harness.rows("SELECT file_path FROM instances")[0].file_path
+    (harness.settings.storage.spool_path / path).unlink()
+    result = worker(harness).run_once()
+    assert result is not None and result.status == "failed"
+    assert "is missing (removed by retention?); send the study again" in (result.reason or "")
+
+
+def test_a_killed_workers_job_is_claimed_again_after_its_lease_and_gives_the_same_uids(
+    harness: Harness, template: Dataset
+) -> None:
+    _, job_id = queue_study(harness, template)
+    # worker A claims the job and writes its outputs, then "dies" before the commit
+    a = worker(harness, name="A")
+    with harness.engine.begin() as connection:
+        claimed = claim(
+            connection,
+            JOBS,
+            waiting=JobStatus.QUEUED,
+            active=JobStatus.RUNNING,
+            owner="A",
+            now=harness.clock.now(),
+            lease_seconds=60,
+        )
+    assert claimed is not None and claimed.id == job_id
+    job = job_row(harness, job_id)
+    _, files_a, _ = a._produce(job, FakeEngine())
+    assert worker(harness, name="B").run_once() is None  # the lease still holds
+    harness.clock.advance(61)
+    result = worker(harness, name="B").run_once()
+    assert result is not None and result.status == "done"
+    job = harness.rows("SELECT status, attempts, processed_by FROM jobs")[0]
+    assert (job.status, job.attempts, job.processed_by) == ("done", 2, "B")
+    uids = sorted(row.sop_instance_uid for row in harness.rows("SELECT sop_instance_uid FROM outputs"))
+    assert uids == sorted(file.sop_instance_uid for file in files_a)  # same UIDs as the lost attempt
+    # A wakes up: its lease token no longer holds, so it cannot commit anything
+    from gateway.pipeline.leases import LeaseLost
+
+    with pytest.raises(LeaseLost):
+        a._commit(claimed, job_row(harness, job_id), FakeEngine().analyze([template]), files_a, None)
+    assert len(harness.rows("SELECT * FROM outputs")) == 3
+
+
+def test_a_job_whose_worker_died_on_its_last_attempt_fails(harness: Harness, template: Dataset) -> None:
+    queue_study(harness, template)
+    for owner in ("A", "B", "C"):
+        with harness.engine.begin() as connection:
+            assert (
+                claim(
+                    connection,
+                    JOBS,
+                    waiting=JobStatus.QUEUED,
+                    active=JobStatus.RUNNING,
+                    owner=owner,
+                    now=harness.clock.now(),
+                    lease_seconds=60,
+                )
+                is not None
+            )
+        harness.clock.advance(61)
+    result = worker(harness, name="D").run_once()
+    assert result is not None and result.status == "failed"
+    assert "stopped without finishing (its lease expired)" in (result.reason or "")
+
+
+def test_a_re_analysis_supersedes_the_earlier_outputs(harness: Harness, template: Dataset) -> None:
+    study, first_job = queue_study(harness, template)
+    worker(harness).run_once()
+    harness.receive(make_image(template, study))  # re-opens the analysed study
+    harness.clock.advance(10)
+    [again] = Completer(harness.engine, harness.settings, harness.clock).check()
+    worker(harness).run_once()
+    jobs = {row.id: row for row in harness.rows("SELECT * FROM jobs")}
+    assert jobs[again.job_id].predecessor_job_pk == first_job
+    first_sr, second_sr = (
+        harness.rows("SELECT * FROM outputs WHERE job_pk = :j AND kind = 'sr'", j=job)[0]
+        for job in (first_job, again.job_id)
+    )
+    assert first_sr.sop_instance_uid != second_sr.sop_instance_uid  # a new analysis: new UIDs
+    sr = pydicom.dcmread(harness.settings.storage.outbox_path / second_sr.file_path)
+    predecessor = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+    assert predecessor.ReferencedSOPInstanceUID == first_sr.sop_instance_uid
+    seg = harness.rows("SELECT file_path FROM outputs WHERE job_pk = :j AND kind = 'seg'", j=again.job_id)[0]
+    description = pydicom.dcmread(harness.settings.storage.outbox_path / seg.file_path).ContentDescription
+    assert f"supersedes {jobs[first_job].analysis_id}" in description
+
+
+def test_workers_in_burst_mode_return_when_the_queue_is_empty(harness: Harness, template: Dataset) -> None:
+    for _ in range(3):
+        queue_study(harness, template)
+    assert worker(harness).run(threading.Event(), burst=True) == 3
+    assert {row.status for row in harness.rows("SELECT status FROM jobs")} == {"done"}
+
+
+def test_a_bug_in_the_gateway_is_recorded_on_the_job_and_the_worker_goes_on(
+    harness: Harness, template: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue_study(harness, template)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr("gateway.pipeline.worker.dicom_sr.encode", broken)
+    result = worker(harness).run_once()
+    assert result is not None and result.status == "queued"
+    assert result.reason == "unexpected KeyError in the gateway (see the log)"
