@@ -5,6 +5,7 @@ Each check looks at one thing ``gazex serve`` needs and says, in one line, what 
 * ``database``: the configured database answers and its schema is this gazex's newest;
 * ``spool``: the spool directory exists, a file can be written and fsynced in it, and its
   disk has more free space than the reserve (below it every C-STORE is refused with 0xA700);
+* ``outbox``: the same for the outbox, where results wait for delivery;
 * ``listener``: something accepts TCP connections on the DICOM port.
 
 The listener check only opens and closes a TCP connection: no association, so it works
@@ -65,9 +66,11 @@ def check_database(url: str) -> CheckResult:
     )
 
 
-def check_spool(spool: Path, min_free_bytes: int, free_bytes: Callable[[Path], int] = disk_free_bytes) -> CheckResult:
-    """The spool exists, takes a written and fsynced file, and has more free disk than the reserve."""
-    name = "spool"
+def check_spool(
+    spool: Path, min_free_bytes: int, free_bytes: Callable[[Path], int] = disk_free_bytes, *, name: str = "spool"
+) -> CheckResult:
+    """A data directory (the spool, or the outbox) exists, takes a written and fsynced file, and
+    has more free disk than the reserve."""
     if not spool.is_dir():
         return CheckResult(name, False, f"{spool} is not a directory; `gazex serve` creates it at start-up")
     probe = spool / f".health-{secrets.token_hex(8)}.probe"
@@ -87,7 +90,7 @@ def check_spool(spool: Path, min_free_bytes: int, free_bytes: Callable[[Path], i
             name,
             False,
             f"{spool}: {_size(free)} free, below the reserve of {_size(min_free_bytes)} "
-            "(storage.min_free_disk): C-STORE is refused until space is freed",
+            "(storage.min_free_disk): nothing is written there until space is freed",
         )
     return CheckResult(name, True, f"{spool}: writable, {_size(free)} free (reserve {_size(min_free_bytes)})")
 
@@ -108,10 +111,12 @@ def check_listener(host: str, port: int, timeout: float) -> CheckResult:
 
 
 def run_checks(settings: Settings, *, timeout: float = 5.0, listener: bool = True) -> list[CheckResult]:
-    """Every check, in order: database, spool, then (unless ``listener`` is false) the DICOM port."""
+    """Every check, in order: database, spool, outbox, then (unless ``listener`` is false) the DICOM port."""
+    reserve = int(settings.storage.min_free_disk)
     results = [
         check_database(settings.database_url),
-        check_spool(settings.storage.spool_path, int(settings.storage.min_free_disk)),
+        check_spool(settings.storage.spool_path, reserve),
+        check_spool(settings.storage.outbox_path, reserve, name="outbox"),
     ]
     if listener:
         results.append(check_listener(settings.dicom.host, settings.dicom.port, timeout))

@@ -12,10 +12,10 @@ from gateway.health import run_checks
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "health",
-        help="check the database, the spool and the DICOM port of a running node (exit 0 healthy, 1 not)",
+        help="check the database, the spool, the outbox and the DICOM port of a running node (exit 0 healthy, 1 not)",
         description="For container health checks and probes: checks that the configured database answers "
-        "with the current schema, that the spool is writable with free disk above the reserve, and that the "
-        "DICOM port accepts TCP connections. Prints one line per check.",
+        "with the current schema, that the spool and the outbox are writable with free disk above the reserve, "
+        "and that the DICOM port accepts TCP connections. Prints one line per check.",
     )
     add_config_argument(parser)
     parser.add_argument(

@@ -17,6 +17,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -185,6 +186,14 @@ def test_the_gateway_configuration_is_valid_and_agrees_with_the_other_services()
         assert mounts[in_container] == REPO_ROOT / "deploy" / "orthanc" / script
     assert f"orthanc-data:{orthanc_env['ORTHANC_STORAGE_DIR']}" in orthanc["volumes"]
     assert orthanc["ports"][1].startswith("127.0.0.1:"), "Orthanc's web interface is published on loopback only"
+    # the results go back to Orthanc: its service name, its DICOM port, its AE title, from the AE it knows
+    [destination] = settings.destinations.values()
+    assert destination.host == "orthanc" and set(orthanc["networks"]) & set(gazex["networks"])
+    assert destination.port == orthanc_config["DicomPort"] == int(orthanc["ports"][0].rsplit(":", 1)[1])
+    assert destination.ae_title == env["ORTHANC_AET"]
+    assert (destination.calling_ae_title or settings.dicom.ae_title) == orthanc_config["DicomModalities"]["gazex"][
+        "AET"
+    ].replace("${GAZEX_AET:-GAZEX}", orthanc_env["GAZEX_AET"])
     placeholders = set(re.findall(r"\$\{([A-Z_]+)", mounts[config_path].read_text(encoding="utf-8")))
     assert placeholders <= set(orthanc_env), (
         f"Orthanc placeholders compose leaves unset: {placeholders - set(orthanc_env)}"
@@ -193,6 +202,13 @@ def test_the_gateway_configuration_is_valid_and_agrees_with_the_other_services()
 
 def test_triton_is_an_optional_profile_on_a_gpu() -> None:
     services = _load("compose.yaml")["services"]
+    assert _gazex_settings(services["gazex"]).model.backend == "torch"
+    with_triton = _load("compose.yaml", {**_env(), "GAZEX_MODEL_BACKEND": "triton"})["services"]
+    model = _gazex_settings(with_triton["gazex"]).model
+    assert model.backend == "triton"
+    url = urlsplit(model.triton_url)
+    assert url.hostname in services and url.port == 8000
+    assert set(services[url.hostname]["networks"]) & set(services["gazex"]["networks"])
     assert [name for name, service in services.items() if "profiles" in service] == ["triton"]
     triton = services["triton"]
     assert triton["profiles"] == ["triton"]

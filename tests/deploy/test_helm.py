@@ -164,6 +164,8 @@ def test_the_configmap_is_a_valid_gazex_configuration_with_the_pod_environment(
     assert str(settings.storage.data_dir) == "/var/lib/gazex"
     assert settings.database_url.startswith("postgresql+psycopg://")
     assert settings.database.upgrade_on_start is False  # the migration Job does it
+    assert settings.storage.node_id == f"{RELEASE}-0"  # each pod's own lock and incoming folder
+    assert settings.destinations, "results need somewhere to go"
     [port] = container["ports"]
     assert port["containerPort"] == settings.dicom.port and port["name"] == "dicom"
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -173,6 +175,8 @@ def test_the_configmap_is_a_valid_gazex_configuration_with_the_pod_environment(
         assert settings.dicom.tls.minimum_version == "1.3"
         assert mounts["/etc/gazex/tls"]["readOnly"]
         assert "/models" in mounts and mounts["/models"]["readOnly"]
+        assert settings.model.path.startswith("/models/") and settings.model.backend == "tensorrt"
+        assert set(settings.destinations) == {"pacs", "research-archive"}
     else:
         assert not settings.dicom.tls.enabled and "/etc/gazex/tls" not in mounts
 

@@ -59,6 +59,7 @@ def test_spool_below_the_reserve(tmp_path: Path) -> None:
     assert not result.ok
     assert "5.0 MiB free, below the reserve of 1.0 GiB" in result.detail
     assert "storage.min_free_disk" in result.detail
+    assert check_spool(tmp_path, 1 << 30, free_bytes=lambda _: 0, name="outbox").name == "outbox"
 
 
 def test_spool_missing(tmp_path: Path) -> None:
@@ -101,9 +102,14 @@ def test_cli_reports_each_check_and_exits_1(tmp_path: Path, capsys: pytest.Captu
     )
     assert main(["health", "--config", str(config)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines] == [["FAIL", "database"], ["FAIL", "spool"], ["FAIL", "listener"]]
+    assert [line.split()[:2] for line in lines] == [
+        ["FAIL", "database"],
+        ["FAIL", "spool"],
+        ["FAIL", "outbox"],
+        ["FAIL", "listener"],
+    ]
     assert main(["health", "--config", str(config), "--no-listener"]) == 1
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert len(capsys.readouterr().out.splitlines()) == 3
 
 
 def test_cli_bad_configuration_is_an_operator_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,6 +36,7 @@ def test_health_follows_the_running_node(tmp_path: Path, free_port: Callable[[],
         assert [line.split()[:2] for line in healthy.stdout.splitlines()] == [
             ["ok", "database"],
             ["ok", "spool"],
+            ["ok", "outbox"],
             ["ok", "listener"],
         ]
     finally:
