@@ -82,7 +82,12 @@ def test_round_trip_through_orthanc(
     settings = serve_config(
         tmp_path / "gazex",
         gateway_port,
-        dicom={"ae_titles": [GATEWAY_AET], "allowed_callers": [{"ae_title": ORTHANC_AET, "host": "127.0.0.1"}]},
+        dicom={
+            "ae_titles": [GATEWAY_AET],
+            "allowed_callers": [{"ae_title": ORTHANC_AET, "host": "127.0.0.1"}],
+            # Orthanc keeps its last association open a few seconds: do not wait for it at the end
+            "shutdown_grace_seconds": 1,
+        },
         model={"path": "fake"},
         completion={"quiet_seconds": 1, "check_interval_seconds": 0.5},
         destinations={"pacs": {"ae_title": ORTHANC_AET, "host": "127.0.0.1", "port": orthanc_dicom}},
