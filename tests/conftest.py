@@ -34,6 +34,8 @@ TOOL_PACKAGES: dict[str, str] = {
     "dcentvfy": "dicom3tools",
     # Orthanc
     "Orthanc": "orthanc",
+    # systemd (the unit checks)
+    "systemd-analyze": "systemd",
     # PostgreSQL client
     "psql": "postgresql-client",
 }

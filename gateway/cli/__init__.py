@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "reprocess",
     "rules",
     "echo",
+    "health",
     "config",
     "db",
     "analyze",
