@@ -5,11 +5,20 @@ The gateway talks to this package only through what is exported here::
     engine = load_engine("builtin:gazex-demo")        # or a checkpoint directory
     analysis = engine.analyze(datasets)               # one study's images
     engine.identity                                   # name, version, weights SHA-256, backend
+
+and, for ``gazex model``, the model's data side: phantoms (:mod:`inference.demo`) and the
+REFLACX converter (:mod:`inference.training`).  Those
+subpackages' own ``__init__`` are public too, for scripts and tests; the gateway uses the names
+re-exported here only (DESIGN §3).
 """
 
 from inference.checkpoint import CheckpointError, builtin_checkpoints
+from inference.config import GAZEX_PROMPTS, Prompts
+from inference.demo import FINDING_KINDS, PhantomConfig, write_phantom_dataset
 from inference.engine import Engine, InferenceError
+from inference.geometry import CoordinateFrame, parse_frame
 from inference.pixels import SUPPORTED_TRANSFER_SYNTAXES, PixelDataError
+from inference.reflacx import ReflacxFormatError
 from inference.results import (
     FINDING_LABELS,
     Box,
@@ -24,12 +33,18 @@ from inference.results import (
 from inference.runtime import GazexEngine, StudyReport, load_engine
 from inference.serialization import study_analysis_to_dict
 from inference.testing import FakeEngine
+from inference.training import AttentionSettings, ConversionSettings, convert_reflacx
 
 __all__ = [
+    "FINDING_KINDS",
     "FINDING_LABELS",
+    "GAZEX_PROMPTS",
     "SUPPORTED_TRANSFER_SYNTAXES",
+    "AttentionSettings",
     "Box",
     "CheckpointError",
+    "ConversionSettings",
+    "CoordinateFrame",
     "Engine",
     "FakeEngine",
     "Finding",
@@ -38,12 +53,18 @@ __all__ = [
     "ImageAnalysis",
     "InferenceError",
     "ModelIdentity",
+    "PhantomConfig",
     "PixelDataError",
     "Point",
+    "Prompts",
+    "ReflacxFormatError",
     "Region",
     "StudyAnalysis",
     "StudyReport",
     "builtin_checkpoints",
+    "convert_reflacx",
     "load_engine",
+    "parse_frame",
     "study_analysis_to_dict",
+    "write_phantom_dataset",
 ]

@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli import CommandError
-from inference.demo import FINDING_KINDS, PhantomConfig, write_phantom_dataset
-from inference.reflacx import ReflacxFormatError
-from inference.training import AttentionSettings, ConversionSettings, CoordinateFrame, convert_reflacx
+from inference import (
+    FINDING_KINDS,
+    AttentionSettings,
+    ConversionSettings,
+    PhantomConfig,
+    ReflacxFormatError,
+    convert_reflacx,
+    parse_frame,
+    write_phantom_dataset,
+)
 
 FORMAT_CHOICES = {"dicom": ("dicom",), "reflacx": ("reflacx",), "both": ("dicom", "reflacx")}
 
@@ -134,7 +141,7 @@ def run_phantoms(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     try:
-        frame = CoordinateFrame.parse(args.coordinates)
+        frame = parse_frame(args.coordinates)
     except ValueError as exc:
         raise CommandError(f"--coordinates: {exc}") from exc
     tasks = tuple(task.strip() for task in args.tasks.split(",") if task.strip())

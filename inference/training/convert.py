@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from inference.config import GAZEX_PROMPTS, Prompts
+from inference.geometry import CoordinateFrame, DownscaledFrame
 from inference.reflacx.model import ReflacxFormatError, ReflacxReading
 from inference.reflacx.reader import read_reflacx
 from inference.results import Region
 from inference.training.attention import AttentionSettings, dictated_sentences, sentence_attention, window_fixations
 from inference.training.ellipses import ellipse_observation, matching_ellipses
-from inference.training.frames import CoordinateFrame
-from inference.training.records import Prompts, Record, attention_answer, attention_record, examine_record
+from inference.training.records import Record, attention_answer, attention_record, examine_record
 
 TASKS = ("examine", "attention")
 IMAGE_FOLDER = "image_jpg"
@@ -38,9 +39,9 @@ _MIMIC_PREFIX = re.compile(r"^(physionet\.org/files/)?mimic-cxr/[^/]+/")
 
 @dataclass(frozen=True)
 class ConversionSettings:
-    frame: CoordinateFrame = field(default_factory=CoordinateFrame.downscaled)
+    frame: CoordinateFrame = field(default_factory=lambda: DownscaledFrame(4.0))
     attention: AttentionSettings = field(default_factory=AttentionSettings)
-    prompts: Prompts = field(default_factory=Prompts)
+    prompts: Prompts = GAZEX_PROMPTS
     tasks: tuple[str, ...] = TASKS
     min_certainty: int = 3
     image_max_side: int | None = None  # None: keep the image's size
