@@ -83,7 +83,7 @@ def windowed_display(phantom: Phantom, display: npt.NDArray[np.float32]) -> npt.
     acquisition = phantom.acquisition
     values = stored_values(display, acquisition.bits_stored, acquisition.photometric)
     center, width = chest_window(values, phantom)
-    shown = apply_window(values, center, width)
+    shown = apply_window(values.astype(np.float64), center, width)
     if acquisition.photometric == "MONOCHROME1":
         shown = (1.0 - shown).astype(np.float32)
     return shown
