@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= test,onnx,postgres
+EXTRAS ?= test,onnx,postgres,train
 
 .PHONY: demo test setup system-deps lint typecheck pytest clean
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from inference.reflacx.model import ReflacxFormatError, ReflacxReading
 from inference.reflacx.reader import read_reflacx
 from inference.results import Region
 from inference.training.attention import AttentionSettings, dictated_sentences, sentence_attention, window_fixations
+from inference.training.data import description_document, description_path
 from inference.training.ellipses import ellipse_observation, matching_ellipses
 from inference.training.records import Record, attention_answer, attention_record, examine_record
 
@@ -184,4 +185,6 @@ def convert_reflacx(
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as handle:
         json.dump(records, handle, ensure_ascii=False)
+    description = description_document(settings.frame, settings.prompts, settings.tasks, str(root), asdict(summary))
+    description_path(output).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return summary
