@@ -297,6 +297,12 @@ def register_eval(commands: Any) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--backend", default="torch", help="generation backend (default torch)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--truth-sentences",
+        action="store_true",
+        help="skip the examine stage: give the attention stage the phantoms' own report sentences "
+        "(localisation apart from detection)",
+    )
     parser.set_defaults(handler=run_eval)
 
 
@@ -327,10 +333,11 @@ def format_evaluation(result: EvaluationResult) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
     trajectory = result.trajectory
+    stages = "attention stage on the true sentences" if result.settings.get("truth_sentences") else "both stages"
     lines = [
         f"{result.model['name']} {result.model['version']} on {result.images} held-out phantoms "
-        f"(seed {result.settings['seed']}, from index {result.settings['start']}), {result.settings['device']}, "
-        f"{result.settings['threads']} threads",
+        f"(seed {result.settings['seed']}, from index {result.settings['start']}), {stages}, "
+        f"{result.settings['device']}, {result.settings['threads']} threads",
         "",
         line(headers),
         "| " + " | ".join("-" * w for w in widths) + " |",
@@ -361,6 +368,7 @@ def run_eval(args: argparse.Namespace) -> int:
             backend=args.backend,
             device=args.device,
             threads=args.threads,
+            truth_sentences=args.truth_sentences,
         )
     except ValueError as exc:
         raise CommandError(f"invalid evaluation options: {exc}") from exc

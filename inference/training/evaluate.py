@@ -14,6 +14,11 @@ by the metrics of :mod:`inference.evaluation`:
 - trajectory alignment: cosine similarity and mean distance between the model's clue
   centroids and the ground-truth fixation-cluster centroids, per matched sentence;
 - time per image: wall seconds and CPU seconds (this process) of ``analyze``, pixels included.
+
+With ``truth_sentences`` the examine stage is skipped: the attention stage is given the
+phantom's own report sentences (as GazeX's paper compares attention per radiologist sentence),
+which measures localisation apart from detection.  The labels, and so the F1 figures, are then
+the truth's own; the time is that of the pixels and the attention stage.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from inference.evaluation import (
     statements_from_findings,
     trajectory_alignment,
 )
-from inference.results import FINDING_LABELS
-from inference.runtime import load_engine
+from inference.pipeline import build_image_analysis
+from inference.results import FINDING_LABELS, ImageAnalysis
+from inference.runtime import GazexEngine, load_engine
 
 
 class EvaluationError(ValueError):
@@ -55,6 +61,7 @@ class EvaluationSettings:
     backend: str = "torch"
     device: str = "cpu"
     threads: int | None = None
+    truth_sentences: bool = False
     phantoms: PhantomConfig = field(default_factory=PhantomConfig)
 
     def __post_init__(self) -> None:
@@ -135,13 +142,23 @@ def training_seed(metadata: dict[str, Any]) -> int | None:
     return seed if isinstance(seed, int) else None
 
 
-def phantom_as_dicom(seed: int, index: int, config: PhantomConfig) -> tuple[Any, list[Statement]]:
-    """Phantom ``index`` of ``seed`` written as a DICOM file and read back, and its ground truth."""
+def phantom_as_dicom(seed: int, index: int, config: PhantomConfig) -> tuple[Any, list[Statement], list[str]]:
+    """Phantom ``index`` of ``seed`` written as a DICOM file and read back, its ground truth and sentences."""
     phantom = generate_phantom(seed, index, config)
     buffer = io.BytesIO()
     phantom_dataset(phantom).save_as(buffer, enforce_file_format=True)
     buffer.seek(0)
-    return pydicom.dcmread(buffer), phantom_statements(phantom)
+    return pydicom.dcmread(buffer), phantom_statements(phantom), [s.text for s in phantom.sentences]
+
+
+def attend_to_sentences(engine: GazexEngine, dataset: Any, sentences: list[str]) -> tuple[ImageAnalysis, int]:
+    """The attention stage alone on ``sentences`` (the examine stage skipped); the dropped-region count."""
+    pipeline = engine.pipeline
+    image, _ = pipeline.model_image(dataset)
+    answers = pipeline.attend(image, sentences)
+    uid = str(dataset.get("SOPInstanceUID", ""))
+    analysis, dropped = build_image_analysis(uid, image.geometry, " ".join(sentences), sentences, answers)
+    return analysis, len(dropped)
 
 
 def summarise(
@@ -198,16 +215,19 @@ def evaluate_checkpoint(
     dropped = 0
     empty = 0
     for done, index in enumerate(range(settings.start, settings.start + settings.count), start=1):
-        dataset, statements = phantom_as_dicom(settings.seed, index, settings.phantoms)
+        dataset, statements, sentences = phantom_as_dicom(settings.seed, index, settings.phantoms)
         wall_start, cpu_start = time.perf_counter(), time.process_time()
-        report = engine.analyze_study([dataset])
+        if settings.truth_sentences:
+            analysis, dropped_here = attend_to_sentences(engine, dataset, sentences)
+        else:
+            report = engine.analyze_study([dataset])
+            analysis, dropped_here = report.images[0].analysis, len(report.images[0].dropped)
         wall.append(time.perf_counter() - wall_start)
         cpu.append(time.process_time() - cpu_start)
-        image = report.images[0]
-        dropped += len(image.dropped)
-        empty += int(not image.analysis.findings)
+        dropped += dropped_here
+        empty += int(not analysis.findings)
         truth.append(statements)
-        predicted.append(statements_from_findings(image.analysis.findings))
+        predicted.append(statements_from_findings(analysis.findings))
         if progress is not None:
             progress(done, settings.count)
 
@@ -230,6 +250,7 @@ def evaluate_checkpoint(
             "start": settings.start,
             "device": settings.device,
             "threads": torch.get_num_threads(),
+            "truth_sentences": settings.truth_sentences,
         },
         labels=labels,
         macro_f1=macro,

@@ -104,6 +104,28 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     assert results["summary"]["cpu_seconds_per_image"] > 0
     assert {"macro_f1", "observation_iou", "trajectory", "seconds_per_image"} <= results["summary"].keys()
 
+    # the attention stage alone, on the phantoms' own sentences: one finding per true sentence
+    assert (
+        main(
+            [
+                "model",
+                "eval",
+                "--model",
+                str(out),
+                "--count",
+                "1",
+                "--seed",
+                "9",
+                "--truth-sentences",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    results = json.loads(report.read_text())
+    assert results["settings"]["truth_sentences"] is True and results["summary"]["images_without_sentences"] == 0
+
     # the training seed is not held out
     assert main(["model", "eval", "--model", str(out), "--count", "1", "--seed", "4"]) == 2
 
