@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from inference.checkpoint import Checkpoint, CheckpointError, open_checkpoint
+from inference.checkpoint import Checkpoint, open_checkpoint, resolve_checkpoint_path
 from inference.config import GAZEX_PROMPTS, GazexConfig, GenerationSettings, ImageSettings, Prompts
 from inference.engine import InferenceError
 from inference.geometry import CoordinateFrame
@@ -296,13 +296,9 @@ def _gazex_config(
 def prepare_start(settings: TrainingSettings, records_text: Callable[[Prompts], list[TrainingRecord]]) -> Start:
     """Open the base checkpoint, or write the scratch one into ``<work dir>/init`` (once)."""
     if settings.base is not None:
-        base_gazex = None
-        try:
-            base = open_checkpoint(settings.base)
-            base_gazex = base.gazex
-        except CheckpointError as exc:
-            if "gazex.json is missing" not in str(exc):
-                raise
+        # a plain Hugging Face Qwen2-VL directory has no gazex.json: the records and settings make one
+        has_gazex = (resolve_checkpoint_path(settings.base) / "gazex.json").is_file()
+        base_gazex = open_checkpoint(settings.base).gazex if has_gazex else None
         frame, prompts = _resolve_data(settings, base_gazex)
         image = settings.image or (base_gazex.image if base_gazex else ImageSettings(3136, 589824))
         gazex = _gazex_config(settings, frame, prompts, image)
@@ -540,7 +536,9 @@ def write_checkpoint(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for item in sorted(source.iterdir()):
-        skip = item.name in (*WEIGHT_FILES, "gazex.json", "config.json") or item.name.startswith("model-")
+        # the weights and configs are written anew; a base's model card describes other weights
+        skip = item.name in (*WEIGHT_FILES, "gazex.json", "config.json", "MODEL_CARD.md", "README.md")
+        skip = skip or item.name.startswith("model-")
         if item.is_file() and not skip:
             shutil.copy2(item, partial / item.name)
     with quiet_transformers():
