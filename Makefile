@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= test,onnx,postgres,triton
+EXTRAS ?= test,onnx,postgres,triton,train
 
 .PHONY: demo test setup system-deps tools lint typecheck pytest clean
 

@@ -245,19 +245,24 @@ def _token_spec(directory: Path, tokenizer: Tokenizer) -> TokenSpec:
     )
 
 
-def open_checkpoint(path_or_builtin: str | Path) -> Checkpoint:
-    """Find and validate a checkpoint; raises :class:`CheckpointError` with what to fix."""
+def open_checkpoint(path_or_builtin: str | Path, gazex: GazexConfig | None = None) -> Checkpoint:
+    """Find and validate a checkpoint; raises :class:`CheckpointError` with what to fix.
+
+    ``gazex`` supplies the GazeX configuration instead of the directory's ``gazex.json``: training
+    uses it to start from a plain Hugging Face Qwen2-VL checkpoint, which has none.
+    """
     directory = resolve_checkpoint_path(path_or_builtin)
     if not directory.exists():
         raise CheckpointError(f"{directory}: no such checkpoint directory; pass a GazeX checkpoint directory")
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: a checkpoint is a directory, not a file")
 
-    document = _read_json(directory / "gazex.json", "gazex.json (prompts, coordinate frame, generation settings)")
-    try:
-        gazex = parse_gazex_config(document)
-    except GazexConfigError as exc:
-        raise CheckpointError(f"{directory / 'gazex.json'}: {exc}") from exc
+    if gazex is None:
+        document = _read_json(directory / "gazex.json", "gazex.json (prompts, coordinate frame, generation settings)")
+        try:
+            gazex = parse_gazex_config(document)
+        except GazexConfigError as exc:
+            raise CheckpointError(f"{directory / 'gazex.json'}: {exc}") from exc
 
     processor = _read_json(directory / "preprocessor_config.json", "the image processor configuration")
     if not isinstance(processor, dict):

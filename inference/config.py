@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.geometry import CoordinateFrame, DownscaledFrame, NormalizedFrame
-from inference.prompts import SENTENCE_SLOT
+from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_EXAMINE_PROMPT, SENTENCE_SLOT
 
 FORMAT_NAME = "gazex-checkpoint"
 FORMAT_VERSION = 1
@@ -42,8 +42,27 @@ class GazexConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Prompts:
+    """A checkpoint's two user-turn texts; ``attention`` holds ``{sentence}`` exactly once.
+
+    The runtime renders them with :func:`inference.prompts.render_chat`, and training renders
+    its records with the same function, so both see identical token sequences.
+    """
+
     examine: str
     attention: str
+
+    def __post_init__(self) -> None:
+        if not self.examine.strip():
+            raise ValueError('Argument "examine" must be a non-empty prompt')
+        if self.attention.count(SENTENCE_SLOT) != 1:
+            raise ValueError(
+                f'Argument "attention" must contain the placeholder {SENTENCE_SLOT} exactly once '
+                f"(found {self.attention.count(SENTENCE_SLOT)})"
+            )
+
+
+#: GazeX's own prompts (:mod:`inference.prompts`).
+GAZEX_PROMPTS = Prompts(examine=GAZEX_EXAMINE_PROMPT, attention=GAZEX_ATTENTION_PROMPT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +93,7 @@ class GazexConfig:
 
     def to_json(self) -> dict[str, Any]:
         """The ``gazex.json`` document for this configuration."""
-        if isinstance(self.coordinates, DownscaledFrame):
-            coordinates: dict[str, Any] = {"kind": "downscaled", "factor": self.coordinates.factor}
-        else:
-            coordinates = {"kind": "normalized", "scale": self.coordinates.scale}
+        coordinates = self.coordinates.to_json()
         document: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,

@@ -184,12 +184,24 @@ class PrefixPlan:
         return int(self.prefix_ids.shape[0])
 
 
-def plan_shared_prefix(prompts: Sequence[Sequence[int]], image_grid_thw: IntArray, spec: TokenSpec) -> PrefixPlan:
-    """Plan one batch of prompts about one image (each holding that image's tokens once)."""
+def plan_shared_prefix(
+    prompts: Sequence[Sequence[int]],
+    image_grid_thw: IntArray,
+    spec: TokenSpec,
+    max_prefix_length: int | None = None,
+) -> PrefixPlan:
+    """Plan one batch of prompts about one image (each holding that image's tokens once).
+
+    The prefix is the prompts' common prefix, leaving at least one token of every prompt in
+    its suffix, and at most ``max_prefix_length`` tokens (training uses this to keep every
+    predicted token's input in the suffix).
+    """
     if not prompts:
         raise ValueError("nothing to plan: no prompts")
     shortest = min(len(p) for p in prompts)
     prefix_length = min(common_prefix_length(prompts), shortest - 1)
+    if max_prefix_length is not None:
+        prefix_length = min(prefix_length, max_prefix_length)
     first = np.asarray(prompts[0], dtype=np.int64)
     image_at = np.flatnonzero(first == spec.image_token_id)
     if image_at.size == 0:

@@ -16,9 +16,16 @@ preserves the order of corners and maps the image rectangle onto the image recta
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from inference.results import Box, Point, Region
+
+
+def _plain(value: float) -> float | int:
+    """``4.0`` as ``4``: how a frame's number is written in JSON and on the command line."""
+    return int(value) if float(value).is_integer() else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,17 @@ class DownscaledFrame:
     def describe(self) -> str:
         return f"downscaled by {self.factor:g}"
 
+    def source_pixels_per_unit(self, rows: int, columns: int) -> tuple[float, float]:
+        """Source pixels per model unit along x and along y, for an image of ``rows`` x ``columns``."""
+        return self.factor, self.factor
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``coordinates`` object of ``gazex.json``."""
+        return {"kind": "downscaled", "factor": _plain(self.factor)}
+
+    def __str__(self) -> str:
+        return f"downscaled:{_plain(self.factor)}"
+
 
 @dataclass(frozen=True, slots=True)
 class NormalizedFrame:
@@ -48,8 +66,44 @@ class NormalizedFrame:
     def describe(self) -> str:
         return f"normalized to 0..{self.scale:g}"
 
+    def source_pixels_per_unit(self, rows: int, columns: int) -> tuple[float, float]:
+        """Source pixels per model unit along x and along y, for an image of ``rows`` x ``columns``."""
+        return columns / self.scale, rows / self.scale
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``coordinates`` object of ``gazex.json``."""
+        return {"kind": "normalized", "scale": _plain(self.scale)}
+
+    def __str__(self) -> str:
+        return f"normalized:{_plain(self.scale)}"
+
 
 CoordinateFrame = DownscaledFrame | NormalizedFrame
+
+_FRAME_SPELLING = "downscaled:FACTOR or normalized:SCALE (e.g. downscaled:4 for GazeX, normalized:1000 for Qwen2-VL)"
+
+
+def frame_from_json(document: Mapping[str, Any]) -> CoordinateFrame:
+    """A frame from ``gazex.json``'s ``coordinates`` object; raises ``ValueError`` naming the problem."""
+    kind = document.get("kind")
+    key = {"downscaled": "factor", "normalized": "scale"}.get(str(kind))
+    value = document.get(key) if key is not None else None
+    if key is None or set(document) != {"kind", key} or isinstance(value, bool) or not isinstance(value, int | float):
+        expected = '{"kind": "downscaled", "factor": N} or {"kind": "normalized", "scale": N}'
+        raise ValueError(f"coordinates must be {expected}, got {dict(document)}")
+    return DownscaledFrame(float(value)) if kind == "downscaled" else NormalizedFrame(float(value))
+
+
+def parse_frame(text: str) -> CoordinateFrame:
+    """A frame in its command-line spelling, ``downscaled:4`` or ``normalized:1000``."""
+    kind, _, number = text.partition(":")
+    if kind not in ("downscaled", "normalized") or not number:
+        raise ValueError(f"coordinate frame {text!r} is not {_FRAME_SPELLING}")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"coordinate frame {text!r}: {number!r} is not a number") from None
+    return DownscaledFrame(value) if kind == "downscaled" else NormalizedFrame(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +137,7 @@ class ImageGeometry:
     # -- model coordinates <-> source pixels -------------------------------------------------
     def _model_scale(self) -> tuple[float, float]:
         """Source pixels per model unit, along x and along y."""
-        if isinstance(self.frame, DownscaledFrame):
-            return self.frame.factor, self.frame.factor
-        return self.columns / self.frame.scale, self.rows / self.frame.scale
+        return self.frame.source_pixels_per_unit(self.rows, self.columns)
 
     def model_to_source(self, x: float, y: float) -> tuple[float, float]:
         sx, sy = self._model_scale()

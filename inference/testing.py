@@ -19,7 +19,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from inference.config import GazexConfig, GenerationSettings, ImageSettings, Prompts
+from inference.config import GAZEX_PROMPTS, GazexConfig, GenerationSettings, ImageSettings, Prompts
 from inference.engine import InferenceError
 from inference.generation import Generation, GenerationRequest
 from inference.geometry import CoordinateFrame, DownscaledFrame
@@ -248,7 +248,6 @@ def build_tokenizer(vocab_size: int = 1024, corpus: Iterable[str] = ()) -> Any:
     return tokenizer
 
 
-GAZEX_PROMPTS = Prompts(examine=GAZEX_EXAMINE_PROMPT, attention=GAZEX_ATTENTION_PROMPT)
 GAZEX_COORDINATES = DownscaledFrame(4.0)
 TINY_GENERATION = GenerationSettings(max_new_tokens_examine=48, max_new_tokens_attention=48)
 TINY_IMAGE = ImageSettings(min_pixels=56 * 56, max_pixels=112 * 112)

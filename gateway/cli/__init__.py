@@ -40,7 +40,25 @@ class CommandError(Exception):
     """An error for the operator: printed as ``gazex: error: <message>``, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if it is one of ours (before parsing)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``gazex`` parser.
+
+    Given the command line, only the named subcommand's module is imported: each pulls in
+    different heavy libraries (SQLAlchemy, highdicom, torch), and a health probe or a
+    ``gazex echo`` should not pay for all of them.  Without a known subcommand (``--help``,
+    a typo) every module is registered, so help and error messages list them all.
+    """
     parser = argparse.ArgumentParser(
         prog="gazex",
         description="GazeX Gateway: a DICOM node that runs GazeX on chest radiographs "
@@ -49,15 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("-V", action="version", version=f"gazex {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    requested = _requested_command(argv) if argv is not None else None
+    for name in (requested,) if requested else COMMAND_MODULES:
         module = importlib.import_module(f"gateway.cli.{name}")
         module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    typed = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(typed)
+    args = parser.parse_args(typed)
+    args.argv = typed  # what was typed, for provenance records
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

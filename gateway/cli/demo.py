@@ -77,11 +77,12 @@ def choose_model(requested: str | None, out: Path) -> tuple[str, str]:
     if DEMO_MODEL in builtin_checkpoints():
         return (
             f"builtin:{DEMO_MODEL}",
-            f"model: builtin:{DEMO_MODEL}, the bundled demo model ( on synthetic phantoms; not for clinical use)",
+            f"model: builtin:{DEMO_MODEL}, the bundled demo model "
+            "(trained on synthetic phantoms; demo weights, not for clinical use)",
         )
     tiny = out / "model" / "tiny-random"
     if not (tiny / "gazex.json").is_file():
-        from inference.testing import make_tiny_checkpoint  # heavy (torch, transformers): only when needed
+        from inference import make_tiny_checkpoint  # heavy (torch, transformers): only when needed
 
         make_tiny_checkpoint(tiny)
     return str(tiny), "NOTE: " + RANDOM_MODEL_NOTE.format(path=tiny)
@@ -89,7 +90,7 @@ def choose_model(requested: str | None, out: Path) -> tuple[str, str]:
 
 def make_input(folder: Path) -> tuple[Path, list[tuple[str, Box]]]:
     """The bundled radiograph as DICOM, and its ground-truth boxes (kind, box)."""
-    from inference.demo import PhantomConfig, write_phantom_dataset
+    from inference import PhantomConfig, write_phantom_dataset
 
     write_phantom_dataset(folder, seed=DEMO_SEED, count=1, formats=("dicom",), config=PhantomConfig.only(DEMO_FINDING))
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""``gazex model``: the model's data side (phantoms, training records); train and eval join it later.
+"""``gazex model``: the model's data (phantoms, training records), training and evaluation.
 
 The runtime artefacts (``export-onnx``, ``build-engine``, ``triton-repo``) live in
 :mod:`gateway.cli.model_engines`.
@@ -8,6 +8,10 @@ The runtime artefacts (``export-onnx``, ``build-engine``, ``triton-repo``) live 
   ground-truth ``manifest.json``.
 - ``gazex model convert REFLACX_DIR --out records.json --coordinates downscaled:4`` turns a
   REFLACX-format data set (real or phantom) into GazeX training records.
+- ``gazex model train RECORDS --out DIR (--base PATH | --from-scratch) ...`` trains a checkpoint
+  (:mod:`gateway.cli.model_train`).
+- ``gazex model eval --model PATH|builtin:NAME --count N --seed S`` measures a checkpoint on
+  held-out phantoms (:mod:`gateway.cli.model_train`).
 """
 
 from __future__ import annotations
@@ -18,16 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli import CommandError, model_engines
-from inference.demo import FINDING_KINDS, PhantomConfig, write_phantom_dataset
-from inference.reflacx import ReflacxFormatError
-from inference.training import AttentionSettings, ConversionSettings, CoordinateFrame, convert_reflacx
+from gateway.cli.model_train import register_eval, register_train
+from inference import (
+    FINDING_KINDS,
+    GAZEX_PROMPTS,
+    AttentionSettings,
+    ConversionSettings,
+    PhantomConfig,
+    Prompts,
+    ReflacxFormatError,
+    convert_reflacx,
+    parse_frame,
+    write_phantom_dataset,
+)
 
 FORMAT_CHOICES = {"dicom": ("dicom",), "reflacx": ("reflacx",), "both": ("dicom", "reflacx")}
 
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "model", help="the demo model's data: synthetic phantoms and GazeX training records"
+        "model", help="GazeX models: synthetic phantoms, training records, training and evaluation"
     )
     parser.set_defaults(handler=lambda args: _usage(parser))
     commands = parser.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
@@ -90,9 +104,23 @@ def register(subparsers: Any) -> None:
     convert.add_argument(
         "--lead-seconds", type=float, default=2.0, help="fixations this long before a sentence count for it (default 2)"
     )
+    convert.add_argument(
+        "--examine-prompt",
+        default=GAZEX_PROMPTS.examine,
+        metavar="TEXT",
+        help="the examine prompt of the checkpoint to be trained (default: GazeX's own)",
+    )
+    convert.add_argument(
+        "--attention-prompt",
+        default=GAZEX_PROMPTS.attention,
+        metavar="TEXT",
+        help="the attention prompt, with {sentence} once (default: GazeX's own)",
+    )
     convert.set_defaults(handler=run_convert)
 
     model_engines.register(commands)  # export-onnx, build-engine, triton-repo
+    register_train(commands)
+    register_eval(commands)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -139,16 +167,21 @@ def run_phantoms(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     try:
-        frame = CoordinateFrame.parse(args.coordinates)
+        frame = parse_frame(args.coordinates)
     except ValueError as exc:
         raise CommandError(f"--coordinates: {exc}") from exc
     tasks = tuple(task.strip() for task in args.tasks.split(",") if task.strip())
+    try:
+        prompts = Prompts(examine=args.examine_prompt, attention=args.attention_prompt)
+    except ValueError as exc:
+        raise CommandError(f"--examine-prompt/--attention-prompt: {exc}") from exc
     try:
         settings = ConversionSettings(
             frame=frame,
             attention=AttentionSettings(lead_seconds=args.lead_seconds),
             tasks=tasks,
             image_max_side=args.image_size,
+            prompts=prompts,
         )
     except ValueError as exc:
         raise CommandError(f"invalid conversion options: {exc}") from exc
@@ -163,6 +196,7 @@ def run_convert(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot read or write the data: {exc}") from exc
     elapsed = time.perf_counter() - started
     print(f"wrote {summary.examine_records + summary.attention_records} records to {args.out} in {elapsed:.1f} s")
+    print(f"  description (coordinates, prompts): {args.out.with_name(args.out.stem + '.meta.json')}")
     print(f"  readings: {summary.readings} (skipped {summary.skipped_readings}); coordinates: {frame}")
     print(f"  examine records: {summary.examine_records}; attention records: {summary.attention_records}")
     print(

@@ -22,6 +22,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 from inference.demo.phantoms import Phantom
+from inference.pixels import apply_window
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 DX_IMAGE_STORAGE_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -67,6 +68,25 @@ def chest_window(values: npt.NDArray[np.uint16], phantom: Phantom) -> tuple[floa
     low, high = np.percentile(values[r0:r1, c0:c1], [1.0, 99.0])
     width = max(float(high - low) * 1.15, 2.0)
     return round(float(low + high) / 2.0), round(width)
+
+
+def windowed_display(phantom: Phantom, display: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``display`` (a render of ``phantom`` at any size) as a viewer shows the phantom's DICOM file.
+
+    The DICOM pipeline is pointwise: stored values for the phantom's bits and photometric
+    interpretation, then the chest window written in the file (computed here from this
+    render), applied by the runtime's own :func:`inference.pixels.apply_window`, then MONOCHROME1
+    inverted.  MIMIC-CXR-JPG, whose images REFLACX uses, was exported from the DICOM files with
+    their window in the same way; so the phantoms' REFLACX images are written like this, and a
+    model trained on them sees what the runtime makes of the DICOM files.
+    """
+    acquisition = phantom.acquisition
+    values = stored_values(display, acquisition.bits_stored, acquisition.photometric)
+    center, width = chest_window(values, phantom)
+    shown = apply_window(values.astype(np.float64), center, width)
+    if acquisition.photometric == "MONOCHROME1":
+        shown = (1.0 - shown).astype(np.float32)
+    return shown
 
 
 def _identity(phantom: Phantom, date: str, time: str) -> dict[str, object]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inference.demo.dicom import phantom_dataset, phantom_uid
+from inference.demo.dicom import phantom_dataset, phantom_uid, windowed_display
 from inference.demo.findings import REFLACX_LABELS, Device, finding_kind
 from inference.demo.phantoms import Phantom, PhantomConfig, generate_phantom
 from inference.reflacx.model import Ellipse, ReflacxFixation, ReflacxReading, TranscribedWord
@@ -196,7 +196,7 @@ def write_phantom_dataset(
         if "reflacx" in formats:
             image = f"images/{dicom_id(phantom)}.png"
             display = native if native is not None and image_max_side is None else phantom.render(image_max_side)
-            display_png(display, out / "reflacx" / image)
+            display_png(windowed_display(phantom, display), out / "reflacx" / image)
             reading = phantom_reading(phantom, image, split)
             write_reading(main_data, reading)
             readings.append(_metadata_only(reading))

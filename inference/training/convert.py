@@ -17,19 +17,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from inference.config import GAZEX_PROMPTS, Prompts
+from inference.geometry import CoordinateFrame, DownscaledFrame
 from inference.reflacx.model import ReflacxFormatError, ReflacxReading
 from inference.reflacx.reader import read_reflacx
 from inference.results import Region
 from inference.training.attention import AttentionSettings, dictated_sentences, sentence_attention, window_fixations
+from inference.training.data import description_document, description_path
 from inference.training.ellipses import ellipse_observation, matching_ellipses
-from inference.training.frames import CoordinateFrame
-from inference.training.records import Prompts, Record, attention_answer, attention_record, examine_record
+from inference.training.records import Record, attention_answer, attention_record, examine_record
 
 TASKS = ("examine", "attention")
 IMAGE_FOLDER = "image_jpg"
@@ -38,9 +40,9 @@ _MIMIC_PREFIX = re.compile(r"^(physionet\.org/files/)?mimic-cxr/[^/]+/")
 
 @dataclass(frozen=True)
 class ConversionSettings:
-    frame: CoordinateFrame = field(default_factory=CoordinateFrame.downscaled)
+    frame: CoordinateFrame = field(default_factory=lambda: DownscaledFrame(4.0))
     attention: AttentionSettings = field(default_factory=AttentionSettings)
-    prompts: Prompts = field(default_factory=Prompts)
+    prompts: Prompts = GAZEX_PROMPTS
     tasks: tuple[str, ...] = TASKS
     min_certainty: int = 3
     image_max_side: int | None = None  # None: keep the image's size
@@ -183,4 +185,6 @@ def convert_reflacx(
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as handle:
         json.dump(records, handle, ensure_ascii=False)
+    description = description_document(settings.frame, settings.prompts, settings.tasks, str(root), asdict(summary))
+    description_path(output).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return summary

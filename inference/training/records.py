@@ -9,71 +9,67 @@ Each record is ``{"messages": [{"content": ..., "role": "user"}, {"content": ...
 
       visual clues : [(x0,y0)(x1,y1)(cx,cy),(x0,y0)(x1,y1)(cx,cy)] observation : [(x0,y0)(x1,y1)(cx,cy)]
 
-  (``observation : [...]`` alone when there are no clues), in the checkpoint's coordinate frame.
+  (``observation : [...]`` alone when there are no clues), in the checkpoint's coordinate frame
+  (:mod:`inference.geometry`), written by the runtime's own :func:`inference.parsing.format_attention`.
 
-The default prompts are GazeX's inference prompts (``model_inference/basic_examine_chest_xray.json``
-and ``model_inference/attention_extraction.json`` in github.com/KennyLee123/GazeX), so a model
-trained on these records answers the prompts the runtime sends; pass :class:`Prompts` to match
-another checkpoint's ``gazex.json``.
+The prompts are a checkpoint's :class:`inference.config.Prompts`; the default is GazeX's own
+(:data:`inference.config.GAZEX_PROMPTS`, the texts of :mod:`inference.prompts`), so a model
+trained on these records answers the prompts the runtime sends.  Pass the prompts of another
+checkpoint's ``gazex.json`` to match it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from inference.config import GAZEX_PROMPTS, Prompts
+from inference.geometry import CoordinateFrame, ModelRegion
+from inference.parsing import format_attention
+from inference.prompts import attention_text
 from inference.results import Region
-from inference.training.frames import CoordinateFrame
 
 IMAGE_PLACEHOLDER = "<image>"
-
-EXAMINE_PROMPT = (
-    "Given an X-ray image, mimic a radiologist's eye-tracking pattern and generate a description of the image."
-)
-
-ATTENTION_PROMPT = (
-    "Given an X-ray image and a radiologist's description '{sentence}', mimic a radiologist's interpretation "
-    "pattern to identify visual clues and an overall observation area. Analyze the image to detect relevant "
-    "features (e.g., abnormal opacities, fractures, lesions, or other radiological findings) that correspond to "
-    "the provided description. Output clues to support your observation and generate only one observation area "
-    "in the format of bounding boxes and centroids, using the structure: 'visual clues: [(xmin1, ymin1)(xmax1, "
-    "ymax1)(centroidx1, centroidy1), (xmin2, ymin2)(xmax2, ymax2)(centroidx2, centroidy2), ...], observation: "
-    "[(xmin, ymin)(xmax, ymax)(centroidx, centroidy)]'."
-)
 
 Record = dict[str, object]
 
 
-@dataclass(frozen=True, slots=True)
-class Prompts:
-    """The user-turn texts; ``attention`` must contain ``{sentence}``."""
+def _nearest(value: float) -> int:
+    """Round half up (52.5 -> 53), not to even as ``round`` does."""
+    return math.floor(value + 0.5)
 
-    examine: str = EXAMINE_PROMPT
-    attention: str = ATTENTION_PROMPT
 
-    def __post_init__(self) -> None:
-        if "{sentence}" not in self.attention:
-            raise ValueError('Argument "attention" must contain the placeholder {sentence}')
+def model_point(frame: CoordinateFrame, x: float, y: float, rows: int, columns: int) -> tuple[int, int]:
+    """A source-pixel point as the integers the model writes: clipped to the image, then rounded."""
+    x = min(max(x, 0.0), float(columns))
+    y = min(max(y, 0.0), float(rows))
+    sx, sy = frame.source_pixels_per_unit(rows, columns)
+    return _nearest(x / sx), _nearest(y / sy)
+
+
+def model_region(region: Region, frame: CoordinateFrame, rows: int, columns: int) -> ModelRegion:
+    """A source-pixel region in the model's frame, as integers."""
+    box = region.box
+    x0, y0 = model_point(frame, box.x0, box.y0, rows, columns)
+    x1, y1 = model_point(frame, box.x1, box.y1, rows, columns)
+    cx, cy = model_point(frame, region.centroid.x, region.centroid.y, rows, columns)
+    return ModelRegion(x0, y0, x1, y1, cx, cy)
 
 
 def format_region(region: Region, frame: CoordinateFrame, rows: int, columns: int) -> str:
     """``(xmin,ymin)(xmax,ymax)(cx,cy)`` in the model's frame, integers."""
-    box = region.box
-    x0, y0 = frame.to_model(box.x0, box.y0, rows, columns)
-    x1, y1 = frame.to_model(box.x1, box.y1, rows, columns)
-    cx, cy = frame.to_model(region.centroid.x, region.centroid.y, rows, columns)
-    return f"({x0},{y0})({x1},{y1})({cx},{cy})"
+    answer = format_attention((), model_region(region, frame, rows, columns))
+    return answer[answer.index("[") + 1 : answer.rindex("]")]
 
 
 def attention_answer(
     clues: Sequence[Region], observation: Region, frame: CoordinateFrame, rows: int, columns: int
 ) -> str:
     """The assistant turn of an attention record."""
-    answer = f"observation : [{format_region(observation, frame, rows, columns)}]"
-    if not clues:
-        return answer
-    listed = ",".join(format_region(clue, frame, rows, columns) for clue in clues)
-    return f"visual clues : [{listed}] {answer}"
+    return format_attention(
+        tuple(model_region(clue, frame, rows, columns) for clue in clues),
+        model_region(observation, frame, rows, columns),
+    )
 
 
 def _record(prompt: str, answer: str, image: str) -> Record:
@@ -86,9 +82,9 @@ def _record(prompt: str, answer: str, image: str) -> Record:
     }
 
 
-def examine_record(report: str, image: str, prompts: Prompts | None = None) -> Record:
-    return _record((prompts or Prompts()).examine, report, image)
+def examine_record(report: str, image: str, prompts: Prompts = GAZEX_PROMPTS) -> Record:
+    return _record(prompts.examine, report, image)
 
 
-def attention_record(sentence: str, answer: str, image: str, prompts: Prompts | None = None) -> Record:
-    return _record((prompts or Prompts()).attention.replace("{sentence}", sentence), answer, image)
+def attention_record(sentence: str, answer: str, image: str, prompts: Prompts = GAZEX_PROMPTS) -> Record:
+    return _record(attention_text(prompts.attention, sentence), answer, image)

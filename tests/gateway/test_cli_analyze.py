@@ -49,15 +49,22 @@ def test_json_output(
         assert set(finding) == {"text", "label", "present", "uncertain", "observation", "clues"}
 
 
-def test_without_model_and_without_the_bundled_demo(chest_cr_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from inference import builtin_checkpoints
+def test_without_model_and_without_the_bundled_demo(
+    chest_cr_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.cli.analyze
 
-    if "gazex-demo" in builtin_checkpoints():
-        pytest.skip("this build bundles builtin:gazex-demo, so no --model is needed")
+    monkeypatch.setattr(gateway.cli.analyze, "builtin_checkpoints", list)  # a build without bundled checkpoints
     assert main(["analyze", str(chest_cr_path)]) == 2
     err = capsys.readouterr().err
     assert "builtin:gazex-demo is not bundled in this build" in err
     assert "pass --model PATH" in err
+
+
+def test_without_model_the_bundled_demo_is_used(chest_cr_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(chest_cr_path), "--device", "cpu", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["model"]["name"] == "gazex-demo"
 
 
 @pytest.mark.parametrize(

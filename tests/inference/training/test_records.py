@@ -10,16 +10,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from inference.config import Prompts
 from inference.demo import PhantomConfig, generate_phantom, write_phantom_dataset
+from inference.geometry import CoordinateFrame, DownscaledFrame, ImageGeometry, NormalizedFrame
+from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_EXAMINE_PROMPT
 from inference.reflacx import ReflacxFormatError, ReflacxReading, read_reflacx
 from inference.results import Box, Point, Region
-from inference.training import (
-    EXAMINE_PROMPT,
-    ConversionSettings,
-    CoordinateFrame,
-    Prompts,
-    convert_reflacx,
-)
+from inference.training import ConversionSettings, convert_reflacx
 from inference.training.convert import resolve_image
 from inference.training.records import attention_answer, attention_record, examine_record, format_region
 
@@ -28,14 +25,12 @@ REGION = re.compile(r"\((\d+),(\d+)\)\((\d+),(\d+)\)\((\d+),(\d+)\)")
 
 def test_regions_are_written_in_the_chosen_frame() -> None:
     region = Region(Box(100.0, 200.0, 302.0, 400.0), Point(210.0, 290.0))
-    assert format_region(region, CoordinateFrame.downscaled(4), rows=1000, columns=800) == "(25,50)(76,100)(53,73)"
-    assert (
-        format_region(region, CoordinateFrame.normalized(1000), rows=1000, columns=800) == "(125,200)(378,400)(263,290)"
-    )
+    assert format_region(region, DownscaledFrame(4), rows=1000, columns=800) == "(25,50)(76,100)(53,73)"
+    assert format_region(region, NormalizedFrame(1000), rows=1000, columns=800) == "(125,200)(378,400)(263,290)"
 
 
 def test_the_attention_answer_has_gazex_training_layout() -> None:
-    frame = CoordinateFrame.downscaled(4)
+    frame = DownscaledFrame(4)
     clue_a = Region(Box(0, 0, 40, 40), Point(20, 20))
     clue_b = Region(Box(80, 80, 120, 120), Point(100, 100))
     observation = Region(Box(0, 0, 120, 120), Point(60, 60))
@@ -50,22 +45,24 @@ def test_records_are_sharegpt_messages_with_the_gazex_prompts() -> None:
     record = examine_record("No pneumothorax.", "image_jpg/P300R000001.jpg")
     assert record == {
         "messages": [
-            {"content": f"<image>{EXAMINE_PROMPT}", "role": "user"},
+            {"content": f"<image>{GAZEX_EXAMINE_PROMPT}", "role": "user"},
             {"content": "No pneumothorax.", "role": "assistant"},
         ],
         "images": ["image_jpg/P300R000001.jpg"],
     }
-    assert EXAMINE_PROMPT == (
+    assert GAZEX_EXAMINE_PROMPT == (
         "Given an X-ray image, mimic a radiologist's eye-tracking pattern and generate a description of the image."
     )
     attention = attention_record("No pneumothorax.", "observation : [(0,0)(1,1)(0,0)]", "x.jpg")
     user = attention["messages"][0]["content"]  # type: ignore[index]
+    # the runtime's prompt text (GazeX's training wording), with the sentence in its slot
+    assert user == "<image>" + GAZEX_ATTENTION_PROMPT.replace("{sentence}", "No pneumothorax.")
     assert user.startswith("<image>Given an X-ray image and a radiologist's description 'No pneumothorax.', mimic")
     assert "'visual clues: [(xmin1, ymin1)(xmax1, ymax1)(centroidx1, centroidy1)" in user
     custom = Prompts(examine="Describe.", attention="Find {sentence}")
     assert attention_record("it", "a", "x.jpg", custom)["messages"][0]["content"] == "<image>Find it"  # type: ignore[index]
     with pytest.raises(ValueError, match="sentence"):
-        Prompts(attention="no placeholder")
+        Prompts(examine="Describe.", attention="no placeholder")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +73,7 @@ def phantom_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("frame", [CoordinateFrame.downscaled(4), CoordinateFrame.normalized(1000)])
+@pytest.mark.parametrize("frame", [DownscaledFrame(4), NormalizedFrame(1000)])
 def test_converting_phantoms_recovers_their_ground_truth(
     phantom_set: Path, tmp_path: Path, frame: CoordinateFrame
 ) -> None:
@@ -110,11 +107,9 @@ def test_converting_phantoms_recovers_their_ground_truth(
             if sentence.present and sentence.region is not None and sentence.label not in devices:
                 # the observation is the ellipse, i.e. the ground truth, to within the frame's resolution
                 x0, y0, x1, y1, _, _ = (int(v) for v in REGION.findall(answer.split("observation")[1])[0])
-                (sx0, sy0), (sx1, sy1) = (
-                    frame.to_source(x0, y0, phantom.rows, phantom.columns),
-                    frame.to_source(x1, y1, phantom.rows, phantom.columns),
-                )
-                unit = frame.value if frame.kind == "downscaled" else max(phantom.rows, phantom.columns) / frame.value
+                geometry = ImageGeometry(phantom.rows, phantom.columns, frame, 28, 28)
+                (sx0, sy0), (sx1, sy1) = geometry.model_to_source(x0, y0), geometry.model_to_source(x1, y1)
+                unit = max(frame.source_pixels_per_unit(phantom.rows, phantom.columns))
                 truth = sentence.region
                 for got, expected in ((sx0, truth.x0), (sy0, truth.y0), (sx1, truth.x1), (sy1, truth.y1)):
                     assert abs(got - expected) <= unit / 2.0 + 1.0, sentence.text

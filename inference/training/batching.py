@@ -1,0 +1,125 @@
+"""From training records to token batches: what the model reads and which tokens it is scored on.
+
+Pure functions on token ids (numpy), so they are tested without a model.
+
+- :func:`tokenise_record`: the prompt is encoded exactly as the runtime encodes it
+  (:meth:`inference.prompts.PromptEncoder.encode_chat`, i.e. :func:`inference.prompts.render_chat`
+  with the image placeholder expanded), then the answer and ``<|im_end|>`` are appended.  Only
+  the answer and ``<|im_end|>`` are *targets* (the loss is on the assistant tokens only); the
+  runtime's generation prompt is therefore a prefix of every training sequence, token for token.
+- :func:`plan_micro_batch`: all records of one image become one batch that shares the image:
+  the common prefix (system turn, image, and whatever prompt text all rows share) runs once and
+  its key/value cache serves every row, as :mod:`inference.generation` plans it for inference.
+  Each target token is read from the suffix output of the position before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.generation import IntArray, PrefixPlan, TokenSpec, plan_shared_prefix
+from inference.prompts import IM_END, PromptEncoder, render_chat
+from inference.training.data import Task, TrainingRecord
+
+TASK_CODES: dict[Task, int] = {"examine": 0, "attention": 1}
+DIGITS = frozenset("0123456789")
+
+
+@dataclass(frozen=True)
+class TokenisedRecord:
+    """One record as token ids: ``ids[:prompt_length]`` is the prompt, the rest the targets."""
+
+    ids: tuple[int, ...]
+    prompt_length: int
+    weights: npt.NDArray[np.float32]  # one per target token
+    task: Task
+
+    @property
+    def target_count(self) -> int:
+        return len(self.ids) - self.prompt_length
+
+
+def digit_token_ids(tokenizer: object) -> frozenset[int]:
+    """The ids of the tokens that are a single decimal digit (the coordinates' tokens)."""
+    size = int(tokenizer.get_vocab_size())  # type: ignore[attr-defined]
+    found = set()
+    for token_id in range(size):
+        token = tokenizer.id_to_token(token_id)  # type: ignore[attr-defined]
+        if token is not None and len(token) == 1 and token in DIGITS:
+            found.add(token_id)
+    return frozenset(found)
+
+
+def tokenise_record(
+    record: TrainingRecord,
+    encoder: PromptEncoder,
+    tokenizer: object,
+    image_tokens: int,
+    *,
+    coordinate_weight: float = 1.0,
+    examine_weight: float = 1.0,
+    digit_ids: Collection[int] = frozenset(),
+) -> TokenisedRecord:
+    """The token ids of ``record`` and the weight of each target token.
+
+    Examine answers' tokens weigh ``examine_weight``; digit tokens of attention answers (the
+    coordinates) weigh ``coordinate_weight``; every other target weighs 1.
+    """
+    rendered = render_chat(record.user, assistant_text=record.answer)
+    if not rendered.startswith(render_chat(record.user)):
+        raise AssertionError("render_chat must render the generation prompt as the prefix of a training example")
+    prompt = encoder.encode_chat(record.user, image_tokens)
+    answer = tuple(tokenizer.encode(record.answer + IM_END, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+    weights = np.full(len(answer), examine_weight if record.task == "examine" else 1.0, dtype=np.float32)
+    if record.task == "attention" and coordinate_weight != 1.0:
+        for position, token in enumerate(answer):
+            if token in digit_ids:
+                weights[position] = coordinate_weight
+    return TokenisedRecord(prompt + answer, len(prompt), weights, record.task)
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """The records of one image as one shared-prefix batch, and where its targets are."""
+
+    plan: PrefixPlan
+    target_rows: IntArray  # (N,) batch row of each target
+    target_positions: IntArray  # (N,) suffix position whose output predicts it
+    target_ids: IntArray  # (N,)
+    target_weights: npt.NDArray[np.float32]  # (N,)
+    target_tasks: IntArray  # (N,) TASK_CODES
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the model runs: the prefix once, plus every row's suffix."""
+        return self.plan.prefix_length + int(self.plan.attention_mask[:, self.plan.prefix_length :].sum())
+
+
+def plan_micro_batch(records: Sequence[TokenisedRecord], image_grid_thw: IntArray, spec: TokenSpec) -> MicroBatch:
+    """Plan one image's records; every target lies in its row's suffix."""
+    if not records:
+        raise ValueError("a micro-batch needs at least one record")
+    shortest_prompt = min(r.prompt_length for r in records)
+    plan = plan_shared_prefix([r.ids for r in records], image_grid_thw, spec, max_prefix_length=shortest_prompt - 1)
+    prefix = plan.prefix_length
+    rows, positions, ids, weights, tasks = [], [], [], [], []
+    for row, record in enumerate(records):
+        count = record.target_count
+        full_positions = np.arange(record.prompt_length, len(record.ids))
+        rows.append(np.full(count, row, dtype=np.int64))
+        positions.append(full_positions - 1 - prefix)
+        ids.append(np.asarray(record.ids[record.prompt_length :], dtype=np.int64))
+        weights.append(record.weights)
+        tasks.append(np.full(count, TASK_CODES[record.task], dtype=np.int64))
+    return MicroBatch(
+        plan=plan,
+        target_rows=np.concatenate(rows),
+        target_positions=np.concatenate(positions),
+        target_ids=np.concatenate(ids),
+        target_weights=np.concatenate(weights).astype(np.float32),
+        target_tasks=np.concatenate(tasks),
+    )

@@ -1,0 +1,822 @@
+"""``gazex model train``: fine-tune a Qwen2-VL checkpoint on GazeX records, or train one from scratch.
+
+The model starts from one of:
+
+- **a base checkpoint** (``TrainingSettings.base``): a GazeX checkpoint, or a plain Hugging Face
+  Qwen2-VL directory of any size (e.g. Qwen2-VL-2B-Instruct), whose weights, tokenizer and image
+  processor are used as they are; optionally with LoRA adapters (``peft``) on the language
+  model's attention projections, merged into the weights at the end;
+- **scratch** (``TrainingSettings.shape``): a new Qwen2-VL of that shape, with a byte-level BPE
+  tokenizer learnt from the records (digits stay single tokens), written by
+  :func:`inference.testing.make_tiny_checkpoint` to ``<work dir>/init`` and loaded from there
+  like any checkpoint.
+
+Each step reads whole images: an image's examine record and (up to ``attention_rows`` of) its
+attention records form one batch that shares the image's vision encoding and prompt prefix
+(:mod:`inference.training.batching`); ``gradient_accumulation`` images make one optimiser
+step.  Prompts are rendered and images prepared by the runtime's own code
+(:func:`inference.prompts.render_chat`, :mod:`inference.vision_input`), and the loss is on
+the assistant tokens only.  AdamW, linear warm-up then cosine decay, gradient clipping at 1.
+
+The data order is a function of the seed: epoch ``e`` visits the images in the permutation
+drawn from ``(seed, e)``, and the attention rows of a visit are drawn from ``(seed, e,
+position)``.  Every ``save_every`` steps, and at the end, the work directory gets
+``state.pt``: the trainable weights, optimiser, scheduler, random generators, the data
+position and the history, written atomically; ``resume`` continues from it and gives the same
+result as an uninterrupted run.  The output is a complete GazeX checkpoint whose
+``gazex.json`` ``metadata`` records the command, seed, data and metrics.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+import platform
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from inference.checkpoint import Checkpoint, open_checkpoint, resolve_checkpoint_path
+from inference.config import GAZEX_PROMPTS, GazexConfig, GenerationSettings, ImageSettings, Prompts
+from inference.engine import InferenceError
+from inference.geometry import CoordinateFrame
+from inference.labeller import label_sentence
+from inference.prompts import PromptEncoder
+from inference.testing import CheckpointShape, TinyCheckpointOptions, build_tokenizer, make_tiny_checkpoint
+from inference.training.batching import (
+    TASK_CODES,
+    MicroBatch,
+    TokenisedRecord,
+    digit_token_ids,
+    plan_micro_batch,
+    tokenise_record,
+)
+from inference.training.data import (
+    TrainingDataError,
+    TrainingRecord,
+    corpus,
+    file_sha256,
+    group_by_image,
+    load_display_image,
+    read_description,
+    read_records,
+)
+from inference.vision_input import ImageProcessing, patchify, resize_for_model, to_uint8
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+STATE_FORMAT = 1
+INIT_FOLDER = "init"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+DEFAULT_GENERATION = GenerationSettings(max_new_tokens_examine=512, max_new_tokens_attention=256)
+
+
+class TrainingError(InferenceError):
+    """Training cannot start or go on; the message says what was wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Everything that decides a training run (the fingerprint checked on resume)."""
+
+    records: Path
+    out: Path
+    work_dir: Path
+    base: str | None = None  # checkpoint directory or builtin:NAME; None: from scratch
+    shape: CheckpointShape | None = None  # from scratch
+    vocab_size: int = 1024
+    coordinates: CoordinateFrame | None = None  # None: the records' description decides
+    image: ImageSettings | None = None  # None: the base's gazex.json, or 56x56..224x224 from scratch
+    generation: GenerationSettings = DEFAULT_GENERATION
+    steps: int = 1000
+    learning_rate: float = 1e-3
+    min_learning_rate_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    gradient_accumulation: int = 1
+    attention_rows: int | None = None  # attention records per image visit; None: all
+    coordinate_weight: float = 1.0
+    examine_weight: float = 1.0
+    freeze_vision: bool = False
+    lora: LoraSettings | None = None
+    seed: int = 0
+    save_every: int = 100
+    log_every: int = 25
+    threads: int | None = None
+    device: str = "cpu"
+    save_dtype: str = "float32"
+    name: str = "gazex-trained"
+    version: str = "0.1.0"
+    manufacturer: str = "GazeX Gateway project"
+    description: str = ""
+    extra_metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.base is None) == (self.shape is None):
+            raise ValueError("give either a base checkpoint or a shape to train from scratch, not both or neither")
+        if self.steps < 1 or self.gradient_accumulation < 1 or self.save_every < 1 or self.log_every < 1:
+            raise ValueError("steps, gradient_accumulation, save_every and log_every must be at least 1")
+        if not (self.learning_rate > 0 and 0 <= self.min_learning_rate_ratio <= 1 and self.warmup_steps >= 0):
+            raise ValueError("the learning rate must be positive, its minimum ratio in [0, 1], warm-up >= 0")
+        if self.attention_rows is not None and self.attention_rows < 0:
+            raise ValueError('Argument "attention_rows" must be at least 0')
+        if self.coordinate_weight <= 0 or self.examine_weight <= 0:
+            raise ValueError('Arguments "coordinate_weight" and "examine_weight" must be positive')
+        if self.save_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError('Argument "save_dtype" must be float32, bfloat16 or float16')
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must not change between a run and its resumption."""
+        keep = (
+            "base",
+            "vocab_size",
+            "steps",
+            "learning_rate",
+            "min_learning_rate_ratio",
+            "warmup_steps",
+            "weight_decay",
+            "gradient_accumulation",
+            "attention_rows",
+            "coordinate_weight",
+            "examine_weight",
+            "freeze_vision",
+            "seed",
+        )
+        document = {key: getattr(self, key) for key in keep}
+        document["shape"] = asdict(self.shape) if self.shape else None
+        document["lora"] = asdict(self.lora) if self.lora else None
+        document["coordinates"] = self.coordinates.to_json() if self.coordinates else None
+        document["image"] = asdict(self.image) if self.image else None
+        normalised: dict[str, Any] = json.loads(json.dumps(document))
+        return normalised
+
+
+@dataclass
+class Progress:
+    """What a progress display is told after every optimiser step."""
+
+    step: int
+    steps: int
+    loss: float
+    examine_loss: float
+    attention_loss: float
+    learning_rate: float
+    images: int
+    seconds: float
+
+
+# -- the schedule and the data order ----------------------------------------------------------
+
+
+def learning_rate_factor(step: int, settings: TrainingSettings) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_learning_rate_ratio`` at the last step."""
+    if settings.warmup_steps and step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    span = max(1, settings.steps - settings.warmup_steps)
+    progress = min(1.0, (step - settings.warmup_steps) / span)
+    low = settings.min_learning_rate_ratio
+    return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class DataCursor:
+    """Where the run is in its data: epoch ``epoch``, ``position`` images into its permutation."""
+
+    seed: int
+    images: int
+    epoch: int = 0
+    position: int = 0
+
+    def order(self) -> npt.NDArray[np.int64]:
+        permutation: npt.NDArray[np.int64] = np.random.default_rng([self.seed, self.epoch]).permutation(self.images)
+        return permutation
+
+    def next(self) -> tuple[int, np.random.Generator]:
+        """The next image index, and the generator for this visit's choices."""
+        if self.position >= self.images:
+            self.epoch += 1
+            self.position = 0
+        image = int(self.order()[self.position])
+        rng = np.random.default_rng([self.seed, self.epoch, self.position])
+        self.position += 1
+        return image, rng
+
+
+def reports_a_finding(record: TrainingRecord) -> bool:
+    """Whether an attention record's sentence reports a finding as present (the labeller's reading)."""
+    if record.sentence is None:
+        return False
+    label = label_sentence(record.sentence)
+    return label.present and label.label not in ("other", "no_finding")
+
+
+def choose_rows(records: Sequence[TrainingRecord], limit: int | None, rng: np.random.Generator) -> list[TrainingRecord]:
+    """An image's examine records and up to ``limit`` of its attention records, in file order.
+
+    Sentences that report a finding are chosen first (they carry the observation boxes that
+    matter most), the rest at random by ``rng``.
+    """
+    examine = [r for r in records if r.task == "examine"]
+    attention = [r for r in records if r.task == "attention"]
+    if limit is not None and len(attention) > limit:
+        positive = [i for i, r in enumerate(attention) if reports_a_finding(r)]
+        others = [i for i, r in enumerate(attention) if not reports_a_finding(r)]
+        order = list(rng.permutation(positive)) + list(rng.permutation(others))
+        chosen = sorted(int(i) for i in order[:limit])
+        attention = [attention[i] for i in chosen]
+    return examine + attention
+
+
+# -- the starting checkpoint --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """The checkpoint training starts from, and the GazeX configuration the result will have."""
+
+    checkpoint: Checkpoint
+    gazex: GazexConfig
+
+
+def _resolve_data(settings: TrainingSettings, base_gazex: GazexConfig | None) -> tuple[CoordinateFrame, Prompts]:
+    description = read_description(settings.records)
+    if description is not None:
+        frame = description.coordinates
+        if settings.coordinates is not None and settings.coordinates != frame:
+            raise TrainingError(
+                f"--coordinates {settings.coordinates} contradicts {settings.records}'s description ({frame}); "
+                "the checkpoint must declare the frame its records were written in"
+            )
+        return frame, description.prompts
+    frame_or_none = settings.coordinates or (base_gazex.coordinates if base_gazex else None)
+    if frame_or_none is None:
+        raise TrainingError(
+            f"{settings.records} has no description (.meta.json) saying its coordinate frame; "
+            "give --coordinates as it was converted (e.g. downscaled:4)"
+        )
+    return frame_or_none, base_gazex.prompts if base_gazex else GAZEX_PROMPTS
+
+
+def _gazex_config(
+    settings: TrainingSettings, frame: CoordinateFrame, prompts: Prompts, image: ImageSettings
+) -> GazexConfig:
+    return GazexConfig(
+        name=settings.name,
+        version=settings.version,
+        manufacturer=settings.manufacturer,
+        description=settings.description,
+        prompts=prompts,
+        coordinates=frame,
+        generation=settings.generation,
+        image=image,
+    )
+
+
+def prepare_start(settings: TrainingSettings, records_text: Callable[[Prompts], list[TrainingRecord]]) -> Start:
+    """Open the base checkpoint, or write the scratch one into ``<work dir>/init`` (once)."""
+    if settings.base is not None:
+        # a plain Hugging Face Qwen2-VL directory has no gazex.json: the records and settings make one
+        has_gazex = (resolve_checkpoint_path(settings.base) / "gazex.json").is_file()
+        base_gazex = open_checkpoint(settings.base).gazex if has_gazex else None
+        frame, prompts = _resolve_data(settings, base_gazex)
+        image = settings.image or (base_gazex.image if base_gazex else ImageSettings(3136, 589824))
+        gazex = _gazex_config(settings, frame, prompts, image)
+        return Start(open_checkpoint(settings.base, gazex=gazex), gazex)
+
+    assert settings.shape is not None
+    frame, prompts = _resolve_data(settings, None)
+    image = settings.image or ImageSettings(56 * 56, 224 * 224)
+    gazex = _gazex_config(settings, frame, prompts, image)
+    init = settings.work_dir / INIT_FOLDER
+    if not (init / "gazex.json").is_file():
+        tokenizer = build_tokenizer(settings.vocab_size, corpus(records_text(prompts), prompts))
+        options = TinyCheckpointOptions(
+            name=gazex.name,
+            version=gazex.version,
+            manufacturer=gazex.manufacturer,
+            description=gazex.description,
+            prompts=prompts,
+            coordinates=frame,
+            generation=settings.generation,
+            image=image,
+        )
+        partial = settings.work_dir / f"{INIT_FOLDER}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        make_tiny_checkpoint(partial, shape=settings.shape, options=options, seed=settings.seed, tokenizer=tokenizer)
+        partial.rename(init)
+    return Start(open_checkpoint(init, gazex=gazex), gazex)
+
+
+# -- the model side ----------------------------------------------------------------------------
+
+
+def _require_peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise TrainingError(
+            "LoRA needs the peft package, which is not installed; install it with "
+            "pip install 'gazex-gateway[train]' (or pip install peft), or train without --lora"
+        ) from None
+    return peft
+
+
+def _attach_lora(model: Any, lora: LoraSettings) -> Any:
+    peft = _require_peft()
+    config = peft.LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=r".*language_model.*\.(" + "|".join(lora.target_modules) + r")$",
+    )
+    return peft.get_peft_model(model, config)
+
+
+class _Model:
+    """The Qwen2-VL pieces training drives (the same modules the runtime's backend uses)."""
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model
+        self.visual = model.model.visual
+        self.text = model.model.language_model
+        self.lm_head = model.lm_head
+        self.device = next(model.parameters()).device
+        parameters = inspect.signature(self.text.forward).parameters
+        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
+
+    def loss(self, batch: MicroBatch, pixel_values: npt.NDArray[np.float32], grid: npt.NDArray[np.int64]) -> Any:
+        """Per-target cross-entropy (unweighted), shape (N,)."""
+        from transformers import DynamicCache
+
+        torch = self.torch
+        device = self.device
+
+        def tensor(array: np.ndarray[Any, Any]) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+        plan = batch.plan
+        output = self.visual(tensor(pixel_values).to(self.visual.dtype), grid_thw=tensor(grid))
+        image = getattr(output, "pooler_output", output)
+        embed = self.text.embed_tokens
+        prefix = embed(tensor(plan.prefix_ids)[None])
+        before, after = prefix[:, : plan.image_slice.start], prefix[:, plan.image_slice.stop :]
+        prefix = torch.cat([before, image[None].to(prefix.dtype), after], dim=1)
+        cache = DynamicCache(config=self.model.config)
+        self.text(
+            inputs_embeds=prefix,
+            position_ids=tensor(plan.prefix_positions)[:, None, :],
+            use_cache=True,
+            **{self.cache_argument: cache},
+        )
+        if plan.batch_size > 1:
+            cache.batch_repeat_interleave(plan.batch_size)
+        hidden = self.text(
+            inputs_embeds=embed(tensor(plan.suffix_ids)),
+            position_ids=tensor(plan.suffix_positions),
+            attention_mask=tensor(plan.attention_mask),
+            use_cache=True,
+            **{self.cache_argument: cache},
+        ).last_hidden_state
+        selected = hidden[tensor(batch.target_rows), tensor(batch.target_positions)]
+        logits = self.lm_head(selected).float()
+        return torch.nn.functional.cross_entropy(logits, tensor(batch.target_ids), reduction="none")
+
+
+@dataclass
+class _ImageData:
+    """An image resized for the model (8-bit), kept in memory, and its records' tokens."""
+
+    pixels: npt.NDArray[np.uint8]
+    grid: npt.NDArray[np.int64]
+    records: list[TrainingRecord]
+    tokens: dict[int, TokenisedRecord] = field(default_factory=dict)
+
+
+class _Data:
+    """The records grouped by image; images are read and resized on first use, tokens on first use."""
+
+    def __init__(self, records: list[TrainingRecord], start: Start, settings: TrainingSettings) -> None:
+        self.groups = group_by_image(records)
+        self.processing: ImageProcessing = start.checkpoint.processing
+        self.tokenizer = start.checkpoint.tokenizer
+        self.encoder = PromptEncoder(self.tokenizer, start.gazex.prompts.examine, start.gazex.prompts.attention)
+        self.spec = start.checkpoint.tokens
+        self.settings = settings
+        self.digits = digit_token_ids(self.tokenizer)
+        self._cache: dict[int, _ImageData] = {}
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def image(self, index: int) -> _ImageData:
+        cached = self._cache.get(index)
+        if cached is None:
+            path, records = self.groups[index]
+            pixels = resize_for_model(to_uint8(load_display_image(path)), self.processing)
+            p = self.processing.patch_size
+            grid = np.array([[1, pixels.shape[0] // p, pixels.shape[1] // p]], dtype=np.int64)
+            cached = _ImageData(pixels, grid, records)
+            self._cache[index] = cached
+        return cached
+
+    def micro_batch(self, index: int, rng: np.random.Generator) -> tuple[MicroBatch, npt.NDArray[np.float32], Any]:
+        data = self.image(index)
+        image_tokens = int(data.grid[0].prod()) // (self.processing.merge_size**2)
+        rows = choose_rows(data.records, self.settings.attention_rows, rng)
+        tokenised = []
+        for record in rows:
+            cached = data.tokens.get(record.index)
+            if cached is None:
+                cached = tokenise_record(
+                    record,
+                    self.encoder,
+                    self.tokenizer,
+                    image_tokens,
+                    coordinate_weight=self.settings.coordinate_weight,
+                    examine_weight=self.settings.examine_weight,
+                    digit_ids=self.digits,
+                )
+                data.tokens[record.index] = cached
+            tokenised.append(cached)
+        pixel_values, grid = patchify(data.pixels, self.processing)
+        return plan_micro_batch(tokenised, grid, self.spec), pixel_values, grid
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _trainable(model: Any) -> dict[str, Any]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise TrainingError(f"{path}: cannot read the training state ({exc}); start again without --resume") from exc
+    if state.get("format") != STATE_FORMAT:
+        raise TrainingError(f"{path}: not a training state of this version; start again without --resume")
+    return state
+
+
+# -- the output ---------------------------------------------------------------------------------
+
+
+def trained_labels(records: Sequence[TrainingRecord]) -> list[str]:
+    """The finding labels the examine answers state as present (what the model was trained to find)."""
+    from inference.sentences import split_sentences
+
+    labels = set()
+    for record in records:
+        if record.task == "examine":
+            for sentence in split_sentences(record.answer):
+                label = label_sentence(sentence)
+                if label.present and label.label != "other":
+                    labels.add(label.label)
+    return sorted(labels)
+
+
+def write_checkpoint(
+    out: Path, model: Any, source: Path, gazex: GazexConfig, metadata: Mapping[str, Any], dtype: str
+) -> None:
+    """A complete checkpoint in ``out``: the weights, ``source``'s other files, ``gazex.json``."""
+    import torch
+
+    from inference.backends.torch_backend import quiet_transformers
+
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for item in sorted(source.iterdir()):
+        # the weights and configs are written anew; a base's model card describes other weights
+        skip = item.name in (*WEIGHT_FILES, "gazex.json", "config.json", "MODEL_CARD.md", "README.md")
+        skip = skip or item.name.startswith("model-")
+        if item.is_file() and not skip:
+            shutil.copy2(item, partial / item.name)
+    with quiet_transformers():
+        model.to(getattr(torch, dtype)).save_pretrained(str(partial))
+    document = replace(gazex, metadata=dict(metadata)).to_json()
+    (partial / "gazex.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial.rename(out)
+
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+
+def _check_state(settings: TrainingSettings, resume: bool) -> dict[str, Any] | None:
+    """The saved state to resume from (checked against ``settings``), or None for a new run."""
+    state_path = settings.work_dir / STATE_FILE
+    if not resume:
+        if state_path.exists():
+            raise TrainingError(
+                f"{settings.work_dir} holds a training state already; pass --resume to continue it, "
+                "or choose another --work-dir"
+            )
+        return None
+    if not state_path.is_file():
+        raise TrainingError(f"--resume: {state_path} does not exist; start without --resume")
+    state = _load_state(state_path)
+    if state["fingerprint"] != settings.fingerprint():
+        raise TrainingError(
+            f"--resume: the settings differ from those {state_path} was made with; resume with the same "
+            "options, or start again in a new --work-dir"
+        )
+    return state
+
+
+def _phantom_source(records: Path) -> dict[str, Any] | None:
+    """The phantom data set the records were converted from (its seed and count), when they were."""
+    description = read_description(records)
+    if description is None:
+        return None
+    manifest = Path(str(description.document.get("source", ""))).parent / "manifest.json"
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("generator") != "gazex model phantoms":
+        return None
+    return {"seed": document.get("seed"), "count": document.get("count"), "manifest": str(manifest)}
+
+
+class TrainingRun:
+    """One training run: the model, optimiser, schedule and data position, step by step."""
+
+    def __init__(self, settings: TrainingSettings, state: dict[str, Any] | None) -> None:
+        import torch
+
+        from inference.backends.torch_backend import load_qwen2_vl, resolve_device
+
+        self.settings = settings
+        self.torch = torch
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+
+        def load_records(prompts: Prompts) -> list[TrainingRecord]:
+            return read_records(settings.records, prompts)
+
+        self.start = prepare_start(settings, load_records)
+        self.records = load_records(self.start.gazex.prompts)
+        self.records_sha256 = file_sha256(settings.records)
+        if state is not None and state["records_sha256"] != self.records_sha256:
+            raise TrainingError(f"--resume: {settings.records} changed since the run started; start again")
+        self.data = _Data(self.records, self.start, settings)
+
+        model = load_qwen2_vl(self.start.checkpoint.path, resolve_device(settings.device), torch.float32)
+        torch.manual_seed(settings.seed)
+        self.peft_model = _attach_lora(model, settings.lora) if settings.lora is not None else None
+        if settings.freeze_vision:
+            for parameter in model.model.visual.parameters():
+                parameter.requires_grad_(False)
+        model.train()
+        self.model = model
+        self.wrapper = _Model(model)
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": [p for p in self.parameters if p.ndim >= 2], "weight_decay": settings.weight_decay},
+                {"params": [p for p in self.parameters if p.ndim < 2], "weight_decay": 0.0},
+            ],
+            lr=settings.learning_rate,
+            betas=(0.9, 0.98),
+            eps=1e-8,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: learning_rate_factor(step, settings)
+        )
+        self.cursor = DataCursor(settings.seed, len(self.data))
+        self.history: list[dict[str, Any]] = []
+        self.step = 0
+        self.tokens = 0
+        elapsed = cpu_elapsed = 0.0
+        if state is not None:
+            self._restore(state)
+            elapsed, cpu_elapsed = float(state["seconds"]), float(state["cpu_seconds"])
+        self.started = time.perf_counter() - elapsed
+        self.cpu_started = time.process_time() - cpu_elapsed
+        self.window: dict[str, list[float]] = {"loss": [], "examine": [], "attention": []}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        missing = set(_trainable(self.model)) - set(state["model"])
+        if missing:
+            raise TrainingError(f"the saved state lacks {len(missing)} trainable tensors; start again")
+        with self.torch.no_grad():
+            named = dict(self.model.named_parameters())
+            for name, value in state["model"].items():
+                named[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        self.cursor = DataCursor(self.settings.seed, len(self.data), state["epoch"], state["position"])
+        self.history = list(state["history"])
+        self.step = int(state["step"])
+        self.tokens = int(state["tokens"])
+        logger.info("resumed at step %d (epoch %d, image %d)", self.step, self.cursor.epoch, self.cursor.position)
+
+    @property
+    def images_seen(self) -> int:
+        return self.step * self.settings.gradient_accumulation
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "fingerprint": self.settings.fingerprint(),
+            "records_sha256": self.records_sha256,
+            "step": self.step,
+            "epoch": self.cursor.epoch,
+            "position": self.cursor.position,
+            "model": _trainable(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "history": self.history,
+            "seconds": time.perf_counter() - self.started,
+            "cpu_seconds": time.process_time() - self.cpu_started,
+            "tokens": self.tokens,
+        }
+
+    def run_step(self) -> Progress:
+        """One optimiser step over ``gradient_accumulation`` images."""
+        torch = self.torch
+        settings = self.settings
+        self.optimizer.zero_grad(set_to_none=True)
+        sums = dict.fromkeys(("loss", "examine", "examine_n", "attention", "attention_n"), 0.0)
+        for _ in range(settings.gradient_accumulation):
+            index, rng = self.cursor.next()
+            batch, pixel_values, grid = self.data.micro_batch(index, rng)
+            losses = self.wrapper.loss(batch, pixel_values, grid)
+            weights = torch.from_numpy(batch.target_weights).to(losses.device)
+            loss = (losses * weights).sum() / weights.sum()
+            (loss / settings.gradient_accumulation).backward()
+            detached = losses.detach().cpu().numpy()
+            for task, code in TASK_CODES.items():
+                chosen = batch.target_tasks == code
+                sums[task] += float(detached[chosen].sum())
+                sums[f"{task}_n"] += float(chosen.sum())
+            sums["loss"] += float(loss.detach()) / settings.gradient_accumulation
+            self.tokens += batch.tokens
+        torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+
+        keep = settings.log_every
+        self.window["loss"] = [*self.window["loss"][-keep + 1 :], sums["loss"]]
+        for task in ("examine", "attention"):
+            if sums[f"{task}_n"]:
+                self.window[task] = [*self.window[task][-keep + 1 :], sums[task] / sums[f"{task}_n"]]
+        report = Progress(
+            step=self.step,
+            steps=settings.steps,
+            loss=float(np.mean(self.window["loss"])),
+            examine_loss=float(np.mean(self.window["examine"] or [math.nan])),
+            attention_loss=float(np.mean(self.window["attention"] or [math.nan])),
+            learning_rate=float(self.scheduler.get_last_lr()[0]),
+            images=self.images_seen,
+            seconds=time.perf_counter() - self.started,
+        )
+        if self.step % keep == 0 or self.step == settings.steps:
+            entry = {**asdict(report), "load_average": _load_average(), "epoch": self.cursor.epoch}
+            self.history.append({k: (round(v, 5) if isinstance(v, float) else v) for k, v in entry.items()})
+        if self.step % settings.save_every == 0 or self.step == settings.steps:
+            _save_state(settings.work_dir / STATE_FILE, self.snapshot())
+        return report
+
+    def metadata(self, final: Any, command: Sequence[str] | None) -> dict[str, Any]:
+        settings = self.settings
+        description = read_description(settings.records)
+        loads = [h["load_average"] for h in self.history if h.get("load_average") is not None]
+        last = self.history[-1] if self.history else {}
+        return {
+            "kind": "trained by gazex model train",
+            "command": list(command) if command is not None else None,
+            "seed": settings.seed,
+            "data": {
+                "records": str(settings.records),
+                "records_sha256": self.records_sha256,
+                "records_count": len(self.records),
+                "images": len(self.data),
+                "examine_records": sum(1 for r in self.records if r.task == "examine"),
+                "attention_records": sum(1 for r in self.records if r.task == "attention"),
+                "description": dict(description.document) if description is not None else None,
+                "phantoms": _phantom_source(settings.records),
+            },
+            "trained_labels": trained_labels(self.records),
+            "start": {"base": settings.base, "shape": asdict(settings.shape) if settings.shape else None},
+            "settings": settings.fingerprint(),
+            "metrics": {
+                "steps": self.step,
+                "images_seen": self.images_seen,
+                "epochs": round(self.images_seen / max(1, len(self.data)), 3),
+                "tokens_seen": self.tokens,
+                "final_loss": last.get("loss"),
+                "final_examine_loss": last.get("examine_loss"),
+                "final_attention_loss": last.get("attention_loss"),
+                "wall_seconds": round(time.perf_counter() - self.started, 1),
+                "cpu_seconds": round(time.process_time() - self.cpu_started, 1),
+                "load_average_mean": round(float(np.mean(loads)), 2) if loads else None,
+                "load_average_max": round(float(np.max(loads)), 2) if loads else None,
+                "parameters": sum(p.numel() for p in final.parameters()),
+                "history": self.history,
+            },
+            "environment": {
+                "python": platform.python_version(),
+                "torch": self.torch.__version__,
+                "threads": self.torch.get_num_threads(),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            },
+            **dict(settings.extra_metadata),
+        }
+
+    def finish(self, command: Sequence[str] | None) -> dict[str, Any]:
+        """Write the output checkpoint (LoRA merged); returns its metadata."""
+        final = self.peft_model.merge_and_unload() if self.peft_model is not None else self.model
+        final.eval()
+        metadata = self.metadata(final, command)
+        write_checkpoint(
+            self.settings.out, final, self.start.checkpoint.path, self.start.gazex, metadata, self.settings.save_dtype
+        )
+        logger.info("wrote %s after %d steps", self.settings.out, self.step)
+        return metadata
+
+
+def train(
+    settings: TrainingSettings,
+    *,
+    resume: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    command: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Train, checkpointing into ``settings.work_dir``; write the result to ``settings.out``.
+
+    Returns the metadata recorded in the output's ``gazex.json``.
+    """
+    import torch
+
+    if not settings.records.is_file():
+        raise TrainingDataError(f"{settings.records}: no such records file; make one with gazex model convert")
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    run = TrainingRun(settings, _check_state(settings, resume))
+    while run.step < settings.steps:
+        report = run.run_step()
+        if progress is not None:
+            progress(report)
+    return run.finish(command)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The recipe of the bundled demo checkpoint (builtin:gazex-demo): phantoms -> records -> training -> evaluation.
+#
+#   scripts/train-demo-model.sh [WORK]      (WORK defaults to var/demo-train; needs `make setup` first)
+#
+# Everything is seeded: the phantoms (seed 0), the training order and initialisation (seed 0).  The
+# held-out evaluation uses seed 1.  Training runs single-threaded (the machine's cores are shared, and
+# a model this small gains little from a second thread).  The training state (optimiser etc.) stays in
+# WORK/work; only the final weights go to inference/checkpoints/gazex-demo.  An interrupted training
+# continues with the same train command plus --resume.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK="${1:-var/demo-train}"
+GAZEX=".venv/bin/gazex"
+OUT="inference/checkpoints/gazex-demo"
+
+# 1. 4000 phantoms in REFLACX format, images 320 px on the longer side (about 12 minutes on 2 shared cores)
+"$GAZEX" model phantoms --out "$WORK/phantoms" --count 4000 --seed 0 --format reflacx --image-size 320
+
+# 2. GazeX records: coordinates normalized to 0..100, short prompts (see MODEL_CARD.md for why)
+"$GAZEX" model convert "$WORK/phantoms/reflacx" --out "$WORK/records/records.json" \
+    --coordinates normalized:100 \
+    --examine-prompt "Describe this chest X-ray." \
+    --attention-prompt "Locate '{sentence}'"
+
+# 3. Training from scratch (about 5 M parameters)
+"$GAZEX" model train "$WORK/records/records.json" --from-scratch \
+    --out "$OUT" --work-dir "$WORK/work" \
+    --hidden-size 256 --layers 4 --heads 4 --kv-heads 2 --intermediate-size 768 \
+    --vision-depth 4 --vision-dim 128 --vision-heads 2 --vocab-size 768 --rope-theta 10000 \
+    --min-pixels 3136 --max-pixels 28224 \
+    --max-new-tokens-examine 160 --max-new-tokens-attention 96 \
+    --steps 7000 --lr 2e-3 --min-lr-ratio 0.05 --warmup 200 \
+    --attention-rows 2 --examine-weight 2 --coordinate-weight 2 \
+    --seed 0 --threads 1 --save-every 250 --log-every 50 --no-progress \
+    --name gazex-demo --version 0.1.0 \
+    --description "Demo weights trained on synthetic phantoms by gazex model train. Not GazeX's weights; not for clinical use."
+
+# 4. Held-out evaluation (another seed), through the runtime on DICOM files
+"$GAZEX" model eval --model "$OUT" --count 200 --seed 1 --threads 1 --json "$WORK/eval.json"

@@ -1,0 +1,182 @@
+"""The bundled demo checkpoint (builtin:gazex-demo): honest labelling, size, packaging, and what it can do.
+
+The CI set is small and fixed (seed 1, phantoms 200-211, which the model card's 200-phantom
+evaluation does not use), and greedy decoding is deterministic, so its figures are the same on
+every run.  Two kinds of floor: those of issue 7's targets (slightly below them), which these
+demo weights do not reach (a strict xfail, so a checkpoint that reaches them turns it into a
+failure to remove the mark), and regression floors a little below what these weights measure,
+so that a change in the runtime that breaks the model is caught.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+
+from inference import builtin_checkpoints, load_engine
+from inference.checkpoint import BUILTIN_ROOT
+from inference.demo import PhantomConfig, generate_phantom
+from inference.demo.dicom import phantom_dataset
+from inference.training.evaluate import EvaluationSettings, evaluate_checkpoint
+
+DEMO = BUILTIN_ROOT / "gazex-demo"
+REPOSITORY = Path(__file__).resolve().parents[2]
+MAX_BYTES = 25 * 1024 * 1024
+
+CI_COUNT = 12
+# floors of the issue's targets for the fixed CI set (targets on 200 phantoms: macro F1 0.8, observation IoU 0.5)
+MACRO_F1_FLOOR = 0.7
+OBSERVATION_IOU_FLOOR = 0.45
+# what these weights measure on the CI set, less a margin (regression floors; see MODEL_CARD.md)
+PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.95  # measured 0.979
+LOCATED_IOU_FLOOR = 0.3  # measured 0.361
+LOCATED_CENTRED_COSINE_FLOOR = 0.7  # measured 0.826
+
+
+def test_the_demo_checkpoint_is_bundled_small_and_labelled_as_demo_weights() -> None:
+    assert "gazex-demo" in builtin_checkpoints()
+    size = sum(p.stat().st_size for p in DEMO.iterdir() if p.is_file())
+    assert size <= MAX_BYTES, f"{size} bytes"
+    document = json.loads((DEMO / "gazex.json").read_text())
+    assert "not for clinical use" in document["description"].lower()
+    assert "demo" in document["description"].lower()
+    metadata = document["metadata"]
+    assert metadata["command"][:3] == ["gazex", "model", "train"]
+    assert metadata["seed"] == 0 and metadata["data"]["phantoms"]["seed"] == 0
+    assert metadata["metrics"]["wall_seconds"] > 0
+    card = (DEMO / "MODEL_CARD.md").read_text()
+    assert "not for clinical use" in card.lower() and "gazex model eval" in card
+    assert not [p.name for p in DEMO.iterdir() if p.name.startswith("state") or p.suffix in {".pt", ".bin"}]
+
+
+def test_every_file_of_the_demo_checkpoint_is_package_data() -> None:
+    """The wheel takes inference/checkpoints/*/ files by the globs in pyproject.toml; none may be left out."""
+    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())
+    globs = project["tool"]["setuptools"]["package-data"]["inference.checkpoints"]
+    for path in DEMO.iterdir():
+        relative = f"{path.parent.name}/{path.name}"
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in globs), relative
+
+
+def _dicom(phantom: Any) -> pydicom.Dataset:
+    buffer = io.BytesIO()
+    phantom_dataset(phantom).save_as(buffer, enforce_file_format=True)
+    buffer.seek(0)
+    return pydicom.dcmread(buffer)
+
+
+@pytest.fixture(scope="module")
+def demo_engine() -> Any:
+    import torch
+
+    torch.set_num_threads(1)
+    return load_engine("builtin:gazex-demo", device="cpu")
+
+
+def _obvious(kind: str, seed: int) -> Any:
+    """The first phantom of ``seed`` with exactly ``kind``, large (cardiomegaly always is; an effusion must be)."""
+    config = PhantomConfig.only(kind)
+    return next(
+        p
+        for p in (generate_phantom(seed, i, config) for i in range(40))
+        if kind == "cardiomegaly" or all(getattr(f, "size", "large") == "large" for f in p.findings)
+    )
+
+
+def _lands_on(box: Any, truth: Any) -> None:
+    assert box.iou(truth) >= 0.3, (box, truth)
+    centre = box.center
+    assert truth.x0 <= centre.x <= truth.x1 and truth.y0 <= centre.y <= truth.y1, (box, truth)
+
+
+@pytest.mark.parametrize(
+    ("kind", "seed"),
+    [
+        ("cardiomegaly", 11),
+        pytest.param(
+            "pleural_effusion",
+            12,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the demo weights box a stated one-sided effusion across both bases, the prior of the "
+                "negative statements (MODEL_CARD.md, 'Limitations')",
+            ),
+        ),
+    ],
+)
+def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine: Any, kind: str, seed: int) -> None:
+    """The attention stage, given the report's sentence about a large finding, boxes the finding."""
+    from inference.pipeline import build_image_analysis
+
+    phantom = _obvious(kind, seed)
+    truth = next(s for s in phantom.sentences if s.label == kind and s.present)
+    assert truth.region is not None
+    pipeline = demo_engine.pipeline
+    image, _ = pipeline.model_image(_dicom(phantom))
+    answers = pipeline.attend(image, [truth.text])
+    analysis, _ = build_image_analysis("1.2.3", image.geometry, truth.text, [truth.text], answers)
+    (finding,) = analysis.findings
+    assert finding.label == kind and finding.present
+    assert finding.observation is not None, answers
+    _lands_on(finding.observation.box, truth.region)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the demo weights do not yet detect findings from the image: their reports are the same for "
+    "nearly every image (MODEL_CARD.md, 'Limitations'); a checkpoint that does makes this pass",
+)
+@pytest.mark.parametrize(("kind", "seed"), [("cardiomegaly", 11), ("pleural_effusion", 12)])
+def test_the_demo_model_reports_an_obvious_finding_where_it_is(demo_engine: Any, kind: str, seed: int) -> None:
+    """End to end (examine, then attention): a large finding is reported and its box lands on it."""
+    phantom = _obvious(kind, seed)
+    truth = next(s for s in phantom.sentences if s.label == kind and s.present)
+    assert truth.region is not None
+    analysis = demo_engine.analyze([_dicom(phantom)]).images[0]
+    found = [f for f in analysis.findings if f.label == kind and f.present]
+    assert found, f"the model did not report {kind}: {analysis.report}"
+    assert found[0].observation is not None
+    _lands_on(found[0].observation.box, truth.region)
+
+
+@pytest.fixture(scope="module")
+def ci_evaluations() -> dict[str, Any]:
+    """Both evaluations of the fixed CI set: the whole pipeline, and the attention stage on the true sentences."""
+    return {
+        mode: evaluate_checkpoint(
+            EvaluationSettings(
+                model="builtin:gazex-demo", count=CI_COUNT, seed=1, start=200, threads=1, truth_sentences=truth
+            )
+        )
+        for mode, truth in (("pipeline", False), ("truth_sentences", True))
+    }
+
+
+@pytest.mark.slow  # 2 x 12 phantoms rendered at native size and analysed: about a minute on two shared cores
+@pytest.mark.xfail(
+    strict=True,
+    reason="the demo weights do not meet issue 7's targets (macro F1 0.037, no finding reported on 200 held-out "
+    "phantoms: MODEL_CARD.md); a checkpoint that does makes this pass",
+)
+def test_the_demo_checkpoint_stays_above_the_floors_of_the_targets(ci_evaluations: dict[str, Any]) -> None:
+    result = ci_evaluations["pipeline"]
+    assert result.macro_f1 >= MACRO_F1_FLOOR, result.to_json()["labels"]
+    assert result.observation_iou >= OBSERVATION_IOU_FLOOR, result.to_json()["labels"]
+
+
+@pytest.mark.slow
+def test_the_demo_checkpoint_keeps_the_figures_it_has(ci_evaluations: dict[str, Any]) -> None:
+    """Regression floors a little below what these weights measure on the CI set (see the module docstring)."""
+    pipeline, located = ci_evaluations["pipeline"], ci_evaluations["truth_sentences"]
+    assert pipeline.images == CI_COUNT and pipeline.images_without_sentences == 0
+    assert pipeline.trajectory["pairs"] > 0 and pipeline.trajectory["cosine"] >= PIPELINE_TRAJECTORY_COSINE_FLOOR
+    assert located.images_without_sentences == 0
+    assert located.observation_iou >= LOCATED_IOU_FLOOR, located.to_json()["labels"]
+    assert located.trajectory["cosine_centered"] >= LOCATED_CENTRED_COSINE_FLOOR, located.trajectory

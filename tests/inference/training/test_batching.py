@@ -1,0 +1,99 @@
+"""Training batches: prompts encoded as the runtime encodes them, targets on the answer only,
+and a shared-prefix batch that scores exactly what one forward pass per record would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inference.checkpoint import open_checkpoint
+from inference.config import Prompts
+from inference.prompts import IM_END, PromptEncoder
+from inference.training.batching import digit_token_ids, plan_micro_batch, tokenise_record
+from inference.training.data import TrainingRecord
+
+PROMPTS = Prompts(examine="Describe the chest X-ray.", attention="Locate '{sentence}'")
+
+
+def _records(image: Path) -> list[TrainingRecord]:
+    return [
+        TrainingRecord(0, image, "examine", PROMPTS.examine, "No pneumothorax. Normal heart size."),
+        TrainingRecord(
+            1,
+            image,
+            "attention",
+            "Locate 'No pneumothorax.'",
+            "visual clues : [(12,34)(56,78)(34,56)] observation : [(10,20)(90,95)(50,57)]",
+            "No pneumothorax.",
+        ),
+        TrainingRecord(
+            2, image, "attention", "Locate 'Normal heart size.'", "observation : [(40,45)(70,80)(55,62)]", "x"
+        ),
+    ]
+
+
+def test_the_prompt_is_the_runtime_prompt_and_only_the_answer_is_scored(tiny_checkpoint: Path) -> None:
+    checkpoint = open_checkpoint(tiny_checkpoint)
+    tokenizer = checkpoint.tokenizer
+    encoder = PromptEncoder(tokenizer, PROMPTS.examine, PROMPTS.attention)
+    record = _records(tiny_checkpoint)[1]
+    digits = digit_token_ids(tokenizer)
+    assert len(digits) == 10
+    tokenised = tokenise_record(record, encoder, tokenizer, 4, coordinate_weight=3.0, digit_ids=digits)
+    prompt = encoder.attention("No pneumothorax.", 4)
+    assert tokenised.ids[: tokenised.prompt_length] == prompt
+    answer = tokenizer.decode(list(tokenised.ids[tokenised.prompt_length :]), skip_special_tokens=False)
+    assert answer == record.answer + IM_END
+    targets = tokenised.ids[tokenised.prompt_length :]
+    assert [w for t, w in zip(targets, tokenised.weights, strict=True) if t in digits] == [3.0] * 24
+    assert {w for t, w in zip(targets, tokenised.weights, strict=True) if t not in digits} == {1.0}
+    examine = tokenise_record(_records(tiny_checkpoint)[0], encoder, tokenizer, 4, coordinate_weight=3.0)
+    assert set(examine.weights.tolist()) == {1.0}  # coordinates are weighted in attention answers only
+
+
+def test_a_shared_prefix_batch_scores_what_separate_forward_passes_do(tiny_checkpoint: Path, tiny_model: Any) -> None:
+    import torch
+
+    from inference.training.trainer import _Model
+
+    checkpoint = open_checkpoint(tiny_checkpoint)
+    tokenizer = checkpoint.tokenizer
+    encoder = PromptEncoder(tokenizer, PROMPTS.examine, PROMPTS.attention)
+    rng = np.random.default_rng(0)
+    pixel_values = rng.normal(size=(16, 3 * 2 * 14 * 14)).astype(np.float32)
+    grid = np.array([[1, 4, 4]], dtype=np.int64)
+    tokenised = [tokenise_record(r, encoder, tokenizer, 4) for r in _records(tiny_checkpoint)]
+    batch = plan_micro_batch(tokenised, grid, checkpoint.tokens)
+    assert batch.plan.prefix_length < min(t.prompt_length for t in tokenised)
+    assert len(batch.target_ids) == sum(t.target_count for t in tokenised)
+    with torch.no_grad():
+        shared = _Model(tiny_model).loss(batch, pixel_values, grid).numpy()
+
+        expected = []
+        for record in tokenised:
+            ids = torch.tensor([record.ids])
+            output = tiny_model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                pixel_values=torch.from_numpy(pixel_values),
+                image_grid_thw=torch.from_numpy(grid),
+                mm_token_type_ids=(ids == checkpoint.tokens.image_token_id).int(),
+            )
+            logits = output.logits[0, record.prompt_length - 1 : -1]
+            targets = ids[0, record.prompt_length :]
+            expected.append(torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none").numpy())
+    np.testing.assert_allclose(shared, np.concatenate(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_a_single_record_keeps_its_targets_in_the_suffix(tiny_checkpoint: Path) -> None:
+    checkpoint = open_checkpoint(tiny_checkpoint)
+    encoder = PromptEncoder(checkpoint.tokenizer, PROMPTS.examine, PROMPTS.attention)
+    record = tokenise_record(_records(tiny_checkpoint)[0], encoder, checkpoint.tokenizer, 4)
+    batch = plan_micro_batch([record], np.array([[1, 4, 4]]), checkpoint.tokens)
+    assert batch.plan.prefix_length == record.prompt_length - 1
+    assert batch.target_positions.min() == 0
+    with pytest.raises(ValueError, match="at least one"):
+        plan_micro_batch([], np.array([[1, 4, 4]]), checkpoint.tokens)

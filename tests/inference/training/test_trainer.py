@@ -1,0 +1,187 @@
+"""The trainer on a few tiny phantoms: a loadable checkpoint, resume, LoRA, plain Qwen2-VL bases, errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from inference import load_engine
+from inference.config import ImageSettings, Prompts
+from inference.demo import PhantomConfig, generate_phantom, write_phantom_dataset
+from inference.demo.dicom import phantom_dataset
+from inference.geometry import NormalizedFrame
+from inference.testing import TINY_SHAPE
+from inference.training import (
+    ConversionSettings,
+    LoraSettings,
+    TrainingError,
+    TrainingSettings,
+    convert_reflacx,
+    train,
+)
+from inference.training.trainer import DataCursor, choose_rows, learning_rate_factor
+
+PROMPTS = Prompts(examine="Describe this chest X-ray.", attention="Locate '{sentence}'")
+SMALL = PhantomConfig(rows=(500, 560))
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Records of three small phantoms (seed 3), normalized:100 coordinates, short prompts."""
+    root = tmp_path_factory.mktemp("training-data")
+    write_phantom_dataset(root / "phantoms", seed=3, count=3, formats=("reflacx",), config=SMALL, image_max_side=128)
+    path = root / "records" / "records.json"
+    convert_reflacx(
+        root / "phantoms" / "reflacx", path, ConversionSettings(frame=NormalizedFrame(100), prompts=PROMPTS)
+    )
+    return path
+
+
+def _settings(records: Path, out: Path, **changes: object) -> TrainingSettings:
+    settings = TrainingSettings(
+        records=records,
+        out=out / "model",
+        work_dir=out / "work",
+        shape=TINY_SHAPE,
+        vocab_size=512,
+        image=ImageSettings(56 * 56, 112 * 112),
+        steps=4,
+        warmup_steps=1,
+        attention_rows=2,
+        save_every=2,
+        log_every=2,
+        threads=1,
+        seed=5,
+        name="gazex-test",
+    )
+    return replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def test_the_schedule_and_the_data_order_are_functions_of_the_settings(records: Path, tmp_path: Path) -> None:
+    settings = _settings(records, tmp_path, steps=100, warmup_steps=10, min_learning_rate_ratio=0.1)
+    factors = [learning_rate_factor(step, settings) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[99] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
+
+    first, second = DataCursor(seed=1, images=5), DataCursor(seed=1, images=5)
+    visits = [first.next()[0] for _ in range(10)]
+    assert sorted(visits[:5]) == list(range(5)) and sorted(visits[5:]) == list(range(5))
+    assert [second.next()[0] for _ in range(10)] == visits
+    resumed = DataCursor(seed=1, images=5, epoch=1, position=2)
+    assert [resumed.next()[0] for _ in range(3)] == visits[7:]
+
+
+def test_choose_rows_keeps_the_examine_record_and_draws_attention_records(records: Path) -> None:
+    from inference.training import read_records
+
+    loaded = read_records(records, PROMPTS)
+    image = [r for r in loaded if r.image == loaded[0].image]
+    chosen = choose_rows(image, 2, np.random.default_rng(0))
+    assert [r.task for r in chosen] == ["examine", "attention", "attention"]
+    assert choose_rows(image, None, np.random.default_rng(0)) == image
+
+
+def test_training_from_scratch_writes_a_checkpoint_the_runtime_loads(records: Path, tmp_path: Path) -> None:
+    settings = _settings(records, tmp_path)
+    metadata = train(settings, command=["gazex", "model", "train", "..."])
+    out = settings.out
+    document = json.loads((out / "gazex.json").read_text())
+    assert document["name"] == "gazex-test"
+    assert document["coordinates"] == {"kind": "normalized", "scale": 100}
+    assert document["prompts"] == {"examine": PROMPTS.examine, "attention": PROMPTS.attention}
+    assert document["metadata"] == json.loads(json.dumps(metadata))
+    assert metadata["seed"] == 5 and metadata["command"] == ["gazex", "model", "train", "..."]
+    assert metadata["data"]["phantoms"]["seed"] == 3 and metadata["data"]["images"] == 3
+    assert metadata["metrics"]["steps"] == 4 and len(metadata["metrics"]["history"]) == 2
+    assert set(metadata["trained_labels"]) <= {
+        "nodule",
+        "mass",
+        "pleural_effusion",
+        "cardiomegaly",
+        "pneumothorax",
+        "consolidation",
+        "endotracheal_tube",
+        "central_venous_catheter",
+        "no_finding",
+    }
+    assert (settings.work_dir / "state.pt").is_file()
+    assert not any(p.name.startswith("state") for p in out.iterdir())  # the training state stays out of it
+    engine = load_engine(out, device="cpu")
+    phantom = generate_phantom(9, 0, SMALL)
+    analysis = engine.analyze([phantom_dataset(phantom)])
+    assert analysis.model.name == "gazex-test" and analysis.images[0].rows == phantom.rows
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(records: Path, tmp_path: Path) -> None:
+    straight = _settings(records, tmp_path / "straight")
+    train(straight)
+    interrupted = _settings(records, tmp_path / "interrupted", steps=4)
+    # run the first two steps only: the state is saved every 2 steps; then resume to the end
+    from inference.training.trainer import TrainingRun, _check_state
+
+    run = TrainingRun(interrupted, _check_state(interrupted, resume=False))
+    run.run_step()
+    run.run_step()
+    assert (interrupted.work_dir / "state.pt").is_file()
+    del run
+    with pytest.raises(TrainingError, match="--resume"):
+        train(interrupted)
+    train(interrupted, resume=True)
+    a = load_file(str(straight.out / "model.safetensors"))
+    b = load_file(str(interrupted.out / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    with pytest.raises(TrainingError, match="settings differ"):
+        train(replace(interrupted, learning_rate=0.5), resume=True)
+
+
+def test_fine_tuning_a_plain_qwen2_vl_checkpoint_with_lora(
+    records: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    pytest.importorskip("peft", reason="LoRA needs peft (pip install 'gazex-gateway[train]')")
+    base = tmp_path / "plain-qwen2-vl"
+    shutil.copytree(tiny_checkpoint, base)
+    (base / "gazex.json").unlink()  # a Hugging Face checkpoint has none
+    settings = _settings(
+        records,
+        tmp_path,
+        base=str(base),
+        shape=None,
+        steps=2,
+        lora=LoraSettings(rank=4, alpha=8.0, dropout=0.0),
+        freeze_vision=True,
+    )
+    train(settings)
+    document = json.loads((settings.out / "gazex.json").read_text())
+    assert document["coordinates"] == {"kind": "normalized", "scale": 100}
+    merged = load_file(str(settings.out / "model.safetensors"))
+    original = load_file(str(tiny_checkpoint / "model.safetensors"))
+    assert merged.keys() == original.keys()  # adapters merged: a plain Qwen2-VL layout
+    changed = [k for k in merged if not np.array_equal(merged[k], original[k])]
+    assert changed and all(k.startswith("model.layers.") and "self_attn" in k for k in changed)  # LLM attention only
+    assert load_engine(settings.out, device="cpu").identity.name == "gazex-test"
+
+
+def test_lora_without_peft_says_how_to_get_it(
+    records: Path, tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "peft", None)
+    settings = _settings(records, tmp_path, base=str(tiny_checkpoint), shape=None, lora=LoraSettings())
+    with pytest.raises(TrainingError, match=r"peft.*gazex-gateway\[train\]"):
+        train(settings)
+
+
+def test_records_in_another_frame_than_the_base_declares_are_refused(records: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="contradicts"):
+        train(_settings(records, tmp_path, coordinates=NormalizedFrame(1000)))
