@@ -24,9 +24,10 @@ token ids only, so a backend in any runtime can use them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -243,3 +244,48 @@ def plan_shared_prefix(
 def decode_texts(decoder: Decoder, generations: Sequence[Generation]) -> list[str]:
     """The texts of ``generations`` (special tokens dropped)."""
     return [decoder.decode(list(g.token_ids), skip_special_tokens=True) for g in generations]
+
+
+Embedding = TypeVar("Embedding")
+
+
+class ImageEmbeddingCache(Generic[Embedding]):
+    """The vision tower's output for the last few images, by content key (``EncodedImage.key``).
+
+    One ``analyze`` sends an image twice (the examine prompt, then the attention prompts);
+    every backend keeps its encoding here so the vision tower runs once per image.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        if size < 0:
+            raise ValueError(f'Argument "size" must not be negative, got {size}')
+        self.size = size
+        self._entries: OrderedDict[str, Embedding] = OrderedDict()
+
+    def get(self, image: EncodedImage, encode: Callable[[EncodedImage], Embedding]) -> Embedding:
+        """The cached embedding of ``image``, or ``encode(image)``, remembered."""
+        cached = self._entries.get(image.key)
+        if cached is not None:
+            self._entries.move_to_end(image.key)
+            return cached
+        embedding = encode(image)
+        if self.size > 0:
+            self._entries[image.key] = embedding
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return embedding
+
+
+def generate_in_batches(
+    requests: Sequence[GenerationRequest],
+    max_batch: int,
+    generate_batch: Callable[[GenerationRequest, Sequence[TokenIds]], list[Generation]],
+) -> list[tuple[Generation, ...]]:
+    """Each request's prompts, generated ``max_batch`` at a time by ``generate_batch``."""
+    results: list[tuple[Generation, ...]] = []
+    for request in requests:
+        generations: list[Generation] = []
+        for start in range(0, len(request.prompts), max_batch):
+            generations.extend(generate_batch(request, request.prompts[start : start + max_batch]))
+        results.append(tuple(generations))
+    return results

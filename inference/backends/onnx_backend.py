@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.backends.stepwise import FloatArray, StepwiseBackend
+from inference.backends.stepwise import FloatArray, StepwiseBackend, prefix_batch
 from inference.engine import InferenceError
 from inference.generation import IntArray, TokenSpec
 from inference.onnx_export import CacheKind, OnnxExport, vision_position_ids
@@ -137,14 +137,7 @@ class OrtStepModel:
             self.past = self._empty(capacity)
         else:
             self.past = self._empty(0)
-        length = int(ids.shape[0])
-        self._forward(
-            ids[None, :],
-            positions[:, None, :],
-            np.ones((1, length), dtype=np.int64),
-            np.array([length - 1], dtype=np.int64),
-            image_embeds,
-        )
+        self._forward(*prefix_batch(ids, positions), image_embeds)
 
     def expand(self, batch: int) -> None:
         self.past = [np.repeat(p, batch, axis=0) for p in self.past]

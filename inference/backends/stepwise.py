@@ -17,7 +17,6 @@ so greedy outputs agree token for token wherever the logits do.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -27,14 +26,23 @@ import numpy.typing as npt
 from inference.generation import (
     Generation,
     GenerationRequest,
+    ImageEmbeddingCache,
     IntArray,
     TokenIds,
     TokenSpec,
+    generate_in_batches,
     plan_shared_prefix,
 )
 from inference.vision_input import EncodedImage
 
 FloatArray = npt.NDArray[np.float32]
+
+
+def prefix_batch(ids: IntArray, positions: IntArray) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """The prefix ``ids`` (P,) at ``positions`` (3, P) as a batch of one: ids, positions, mask, last index."""
+    length = int(ids.shape[0])
+    mask = np.ones((1, length), dtype=np.int64)
+    return ids[None, :], positions[:, None, :], mask, np.array([length - 1], dtype=np.int64)
 
 
 class StepModel(Protocol):
@@ -78,39 +86,25 @@ class StepwiseBackend:
         self.model = model
         self.tokens = tokens
         self.max_batch = max_batch
-        self._vision_cache: OrderedDict[str, Any] = OrderedDict()
-        self._vision_cache_size = vision_cache_size
+        self._vision_cache: ImageEmbeddingCache[Any] = ImageEmbeddingCache(vision_cache_size)
 
     @property
     def name(self) -> str:
         return self._name
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[tuple[Generation, ...]]:
-        results: list[tuple[Generation, ...]] = []
-        for request in requests:
-            generations: list[Generation] = []
-            for start in range(0, len(request.prompts), self.max_batch):
-                generations.extend(self._generate_batch(request, request.prompts[start : start + self.max_batch]))
-            results.append(tuple(generations))
-        return results
-
-    def _image_embeddings(self, image: EncodedImage) -> Any:
-        cached = self._vision_cache.get(image.key)
-        if cached is not None:
-            self._vision_cache.move_to_end(image.key)
-            return cached
-        embeddings = self.model.image_embeddings(image)
-        if self._vision_cache_size > 0:
-            self._vision_cache[image.key] = embeddings
-            while len(self._vision_cache) > self._vision_cache_size:
-                self._vision_cache.popitem(last=False)
-        return embeddings
+        return generate_in_batches(requests, self.max_batch, self._generate_batch)
 
     def _generate_batch(self, request: GenerationRequest, prompts: Sequence[TokenIds]) -> list[Generation]:
         plan = plan_shared_prefix(prompts, request.image.image_grid_thw, self.tokens)
         batch = plan.batch_size
         capacity = plan.prefix_length + int(plan.suffix_ids.shape[1]) + request.max_new_tokens
-        self.model.start(plan.prefix_ids, plan.prefix_positions, self._image_embeddings(request.image), capacity)
+        self.model.start(
+            plan.prefix_ids,
+            plan.prefix_positions,
+            self._vision_cache.get(request.image, self.model.image_embeddings),
+            capacity,
+        )
         self.model.expand(batch)
         mask = plan.attention_mask
         logits = self.model.step(plan.suffix_ids, plan.suffix_positions, mask, plan.last_index)

@@ -33,7 +33,7 @@ import numpy as np
 
 from inference.backends import BackendOptions
 from inference.backends.onnx_backend import StaticCache, check_single_frame
-from inference.backends.stepwise import FloatArray, StepwiseBackend
+from inference.backends.stepwise import FloatArray, StepwiseBackend, prefix_batch
 from inference.checkpoint import Checkpoint
 from inference.engine import InferenceError
 from inference.generation import IntArray
@@ -191,14 +191,7 @@ class TrtStepModel:
         self.cache = StaticCache(capacity=needed)
         self.batch = 1
         self.parity = 0
-        length = int(ids.shape[0])
-        self._forward(
-            ids[None, :],
-            positions[:, None, :],
-            np.ones((1, length), dtype=np.int64),
-            np.array([length - 1], dtype=np.int64),
-            image_embeds,
-        )
+        self._forward(*prefix_batch(ids, positions), image_embeds)
 
     def expand(self, batch: int) -> None:
         if self.cache is None:

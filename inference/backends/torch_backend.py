@@ -41,9 +41,11 @@ from inference.engine import InferenceError
 from inference.generation import (
     Generation,
     GenerationRequest,
+    ImageEmbeddingCache,
     PrefixPlan,
     TokenIds,
     TokenSpec,
+    generate_in_batches,
     plan_shared_prefix,
 )
 from inference.vision_input import EncodedImage
@@ -333,8 +335,7 @@ class TorchBackend:
         self._m = _TorchModel(model)
         self.tokens = tokens
         self.max_batch = max_batch
-        self._vision_cache: OrderedDict[str, Any] = OrderedDict()
-        self._vision_cache_size = vision_cache_size
+        self._vision_cache: ImageEmbeddingCache[Any] = ImageEmbeddingCache(vision_cache_size)
         self.cuda_graphs = self._m.device.type == "cuda" if cuda_graphs is None else cuda_graphs
         self._decoders: OrderedDict[tuple[int, int], _Decoder] = OrderedDict()
         self._lock = threading.Lock()
@@ -348,27 +349,8 @@ class TorchBackend:
         return self._m.model
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[tuple[Generation, ...]]:
-        results: list[tuple[Generation, ...]] = []
         with self._lock, self._m.torch.inference_mode():
-            for request in requests:
-                generations: list[Generation] = []
-                for start in range(0, len(request.prompts), self.max_batch):
-                    chunk = request.prompts[start : start + self.max_batch]
-                    generations.extend(self._generate_batch(request, chunk))
-                results.append(tuple(generations))
-        return results
-
-    def _image_embeddings(self, image: EncodedImage) -> Any:
-        cached = self._vision_cache.get(image.key)
-        if cached is not None:
-            self._vision_cache.move_to_end(image.key)
-            return cached
-        embeddings = self._m.image_embeddings(image)
-        if self._vision_cache_size > 0:
-            self._vision_cache[image.key] = embeddings
-            while len(self._vision_cache) > self._vision_cache_size:
-                self._vision_cache.popitem(last=False)
-        return embeddings
+            return generate_in_batches(requests, self.max_batch, self._generate_batch)
 
     def _decoder(self, batch: int, capacity: int) -> _Decoder:
         key = (batch, capacity)
@@ -402,7 +384,7 @@ class TorchBackend:
 
         # 1-2. the image and the shared prefix, once, at batch size 1
         prefix = embed(tensor(plan.prefix_ids)[None])
-        prefix[0, plan.image_slice] = self._image_embeddings(request.image).to(prefix.dtype)
+        prefix[0, plan.image_slice] = self._vision_cache.get(request.image, self._m.image_embeddings).to(prefix.dtype)
         prefix_cache = DynamicCache(config=self._m.model.config)
         self._m.forward(prefix, tensor(plan.prefix_positions)[:, None, :], None, prefix_cache)
 

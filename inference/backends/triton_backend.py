@@ -30,7 +30,7 @@ import numpy as np
 
 from inference.backends import BackendOptions
 from inference.backends.onnx_backend import check_single_frame
-from inference.backends.stepwise import FloatArray, StepwiseBackend
+from inference.backends.stepwise import FloatArray, StepwiseBackend, prefix_batch
 from inference.checkpoint import Checkpoint
 from inference.engine import InferenceError
 from inference.generation import IntArray
@@ -183,14 +183,7 @@ class TritonStepModel:
     def start(self, ids: IntArray, positions: IntArray, image_embeds: Any, capacity: int) -> None:
         shape = (1, self.dims.num_kv_heads, 0, self.dims.head_dim)
         self.past = [np.zeros(shape, dtype=self.kv_dtype) for _ in self.past_names]
-        length = int(ids.shape[0])
-        self._forward(
-            ids[None, :],
-            positions[:, None, :],
-            np.ones((1, length), dtype=np.int64),
-            np.array([length - 1], dtype=np.int64),
-            image_embeds,
-        )
+        self._forward(*prefix_batch(ids, positions), image_embeds)
 
     def expand(self, batch: int) -> None:
         self.past = [np.repeat(p, batch, axis=0) for p in self.past]
