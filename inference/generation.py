@@ -275,6 +275,10 @@ class ImageEmbeddingCache(Generic[Embedding]):
                 self._entries.popitem(last=False)
         return embedding
 
+    def clear(self) -> None:
+        """Forget every encoding (benchmarks use it so each repetition encodes again)."""
+        self._entries.clear()
+
 
 def generate_in_batches(
     requests: Sequence[GenerationRequest],
