@@ -38,19 +38,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks._table import format_table, machine_line, median
-from benchmarks.generation import SENTENCES, build_checkpoint, synchronize
+from benchmarks.generation import SENTENCES, add_model_arguments, build_checkpoint, synchronize
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="tiny", help="'tiny' (built now) or a GazeX checkpoint directory")
-    parser.add_argument("--shape", choices=["tiny", "qwen2-vl-2b"], default=None, help="build a random checkpoint")
-    parser.add_argument("--layers", type=int, default=None, help="override the decoder layer count of --shape")
-    parser.add_argument("--vision-depth", type=int, default=None, help="override the vision tower depth of --shape")
-    parser.add_argument("--vocab", type=int, default=None, help="override the embedding rows of --shape")
-    parser.add_argument("--max-pixels", type=int, default=None, help="image pixel budget of a built checkpoint")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16")
+    add_model_arguments(parser)
     parser.add_argument("--batches", default="1,4,8", help="comma-separated batch sizes (prompts decoded together)")
     parser.add_argument("--steps", type=int, default=32, help="decoding steps timed per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per cell (median reported)")

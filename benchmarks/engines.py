@@ -33,21 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._table import format_table, machine_line, median
-from benchmarks.generation import SENTENCES, build_checkpoint, run_image
+from benchmarks.generation import SENTENCES, add_model_arguments, build_checkpoint, run_image
 
 ALL_BACKENDS = ("hf-generate", "torch", "onnx", "triton", "tensorrt")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="tiny", help="'tiny' (built now) or a GazeX checkpoint directory")
-    parser.add_argument("--shape", choices=["tiny", "qwen2-vl-2b"], default=None, help="build a random checkpoint")
-    parser.add_argument("--layers", type=int, default=None)
-    parser.add_argument("--vision-depth", type=int, default=None)
-    parser.add_argument("--vocab", type=int, default=None)
-    parser.add_argument("--max-pixels", type=int, default=None)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (torch backends and TensorRT)")
-    parser.add_argument("--dtype", default="auto", help="torch backends: auto, float32, bfloat16")
+    add_model_arguments(parser)
     parser.add_argument("--backends", default=",".join(ALL_BACKENDS), help="comma-separated, in table order")
     parser.add_argument("--sentences", type=int, default=4, help="report sentences (attention prompts) per image")
     parser.add_argument("--tokens-per-sentence", type=int, default=24, help="examine tokens per report sentence")

@@ -51,8 +51,8 @@ SENTENCES = (
 )
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every generation benchmark shares: which checkpoint, on which device, in which dtype."""
     parser.add_argument("--checkpoint", default="tiny", help="'tiny' (built now) or a GazeX checkpoint directory")
     parser.add_argument("--shape", choices=["tiny", "qwen2-vl-2b"], default=None, help="build a random checkpoint")
     parser.add_argument("--layers", type=int, default=None, help="override the decoder layer count of --shape")
@@ -61,6 +61,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-pixels", type=int, default=None, help="image pixel budget of a built checkpoint")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
     parser.add_argument("--sentences", default="1,4,8", help="comma-separated sentence counts (at most 8)")
     parser.add_argument("--tokens-per-sentence", type=int, default=24, help="examine tokens per report sentence")
     parser.add_argument("--attention-tokens", type=int, default=192, help="tokens per attention answer")

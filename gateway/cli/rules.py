@@ -11,7 +11,7 @@ from pydicom.errors import InvalidDicomError
 
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
-from gateway.pipeline.routing import InstanceFacts, explain_rules, rule_takes
+from gateway.pipeline.routing import FIELDS, InstanceFacts, explain_rules, rule_takes
 
 
 def register(subparsers: Any) -> None:
@@ -60,16 +60,7 @@ def run_test(args: argparse.Namespace) -> int:
     called = args.called_ae if args.called_ae is not None else settings.dicom.ae_title
     facts = facts_from_file(args.file, args.calling_ae, called)
     print(f"{args.file}:")
-    for field in (
-        "modality",
-        "sop_class",
-        "body_part",
-        "view_position",
-        "laterality",
-        "series_description",
-        "calling_ae",
-        "called_ae",
-    ):
+    for field in FIELDS:
         value = facts.value(field)
         print(f"  {field:<18} {'(absent)' if value is None else value}")
     print()
