@@ -86,11 +86,13 @@ class GatewayRuntime:
             self.pipeline.start()
         return address
 
-    def stop(self, grace: float | None = None) -> None:
+    def stop(self, grace: float | None = None) -> list[str]:
+        """Stop receiving, then the pipeline; returns the names of the pipeline threads abandoned."""
         if self.node is not None:
             self.node.stop(grace)
         if self.pipeline is not None:
-            self.pipeline.stop(timeout=self.settings.dicom.shutdown_grace_seconds if grace is None else grace)
+            return self.pipeline.stop(timeout=self.settings.dicom.shutdown_grace_seconds if grace is None else grace)
+        return []
 
     def close(self) -> None:
         if self.spool is not None:

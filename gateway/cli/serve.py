@@ -12,7 +12,7 @@ from pydicom import config as pydicom_config
 
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
-from gateway.cli.worker import quiet_libraries
+from gateway.cli.worker import end_process, quiet_libraries
 from gateway.db import DatabaseError
 from gateway.dicom.tls import TLSConfigError
 from gateway.runtime import GatewayRuntime
@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
         LOGGER.info("gazex serve ready on %s:%d; stop with SIGTERM", host, port)
         received = signal.sigwait(stop_signals)
         LOGGER.info("%s received: shutting down gracefully", signal.Signals(received).name)
-        runtime.stop()
+        abandoned = runtime.stop()
     finally:
         runtime.close()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    if abandoned:
+        end_process(0)
     return 0

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 from pydicom import config as pydicom_config
 
@@ -85,9 +87,26 @@ def run(args: argparse.Namespace) -> int:
             LOGGER.info("gazex worker ready (%s); stop with SIGTERM", describe(url))
             received = signal.sigwait(stop_signals)
             LOGGER.info("%s received: finishing the work in progress", signal.Signals(received).name)
-            pipeline.stop(timeout=settings.dicom.shutdown_grace_seconds)
+            abandoned = pipeline.stop(timeout=settings.dicom.shutdown_grace_seconds)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        return 0
     finally:
         engine.dispose()
+    if abandoned:
+        end_process(0)
+    return 0
+
+
+def end_process(status: int) -> NoReturn:
+    """End the process now, without the interpreter's teardown.
+
+    A pipeline thread abandoned at shutdown may be inside native code (loading a model,
+    running one) that cannot be interrupted; tearing the interpreter down under it aborts the
+    process (PyTorch: "terminate called without an active exception", exit -6).  Its job is safe
+    (the lease expires and the job is claimed again), so the process flushes its logs and
+    streams and exits with ``status`` at once.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)

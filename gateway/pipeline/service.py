@@ -131,11 +131,13 @@ class Pipeline:
             except ModelUnavailable:
                 self._stop.wait(RELOAD_SECONDS)  # ModelHolder logged why; jobs wait in the queue meanwhile
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0) -> list[str]:
         """Stop scheduling and claiming; a job or delivery in progress may finish within ``timeout``.
 
         Whatever is still running after that is abandoned safely: its lease expires and another
-        worker, or this one after a restart, claims it again.
+        worker, or this one after a restart, claims it again.  Returns the names of the threads
+        abandoned (see :func:`gateway.cli.worker.end_process`: a process must not tear its
+        interpreter down under them).
         """
         self._stop.set()
         self.jobs_waiting.set()
@@ -150,6 +152,7 @@ class Pipeline:
         if still:
             LOGGER.warning("abandoning %s at shutdown; their leases expire and the work is claimed again", still)
         self._threads = []
+        return still
 
     # -- scheduled jobs -----------------------------------------------------------------------
     def check_completion(self) -> None:

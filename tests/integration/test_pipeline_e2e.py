@@ -148,6 +148,32 @@ def test_kill_9_mid_job_the_job_is_claimed_again_and_each_output_arrives_once(
     assert len(outputs) == 3 and set(counts) == outputs and set(counts.values()) == {1}
 
 
+def test_sigterm_mid_job_exits_0_within_the_grace_and_leaves_the_job_to_be_claimed_again(
+    tmp_path: Path, free_port: Callable[[], int], dicom_tool: Callable[[str], Path], chest_cr: Dataset
+) -> None:
+    """An analysis longer than the shutdown grace is abandoned, not waited for: the process ends
+    with status 0 (without tearing the interpreter down under the busy thread) and the job keeps
+    its lease, to be claimed again."""
+    storescu = dicom_tool("storescu")
+    port, archive_port = free_port(), free_port()
+    data = tmp_path / "data"
+    url = f"sqlite:///{data / 'gazex.db'}"
+    chest = write_dataset(small_cr(chest_cr, rows=128, columns=128), tmp_path / "chest.dcm")
+    config = pipeline_config(tmp_path / "gazex.yaml", data, port, archive_port, model={"path": "fake:seconds=120"})
+    with RecordingArchive(archive_port):
+        serve = start_serve(config, port, tmp_path / "serve.log")
+        try:
+            send(storescu, port, chest)
+            wait_for(lambda: query(url, "SELECT * FROM jobs WHERE status = 'running'"), what="the job to start")
+            assert serve.terminate(timeout=60) == 0, serve.log()
+        finally:
+            serve.kill()
+    log = serve.log()
+    assert "abandoning ['worker-" in log and "SIGTERM received" in log
+    [job] = query(url, "SELECT status, attempts FROM jobs")
+    assert (job.status, job.attempts) == ("running", 1)
+
+
 def test_kill_9_mid_delivery_re_sends_only_the_unacknowledged_outputs_with_the_same_uids(
     tmp_path: Path, free_port: Callable[[], int], dicom_tool: Callable[[str], Path], chest_cr: Dataset
 ) -> None:
