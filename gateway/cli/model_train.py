@@ -145,6 +145,27 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         "--examine-weight", type=float, default=1.0, help="loss weight of the examine answers' tokens (default 1)"
     )
     optim.add_argument("--freeze-vision", action="store_true", help="do not train the vision tower")
+    optim.add_argument(
+        "--vision-steps",
+        type=int,
+        default=0,
+        help="first train the vision tower alone for N of the --steps, on dense grounding targets from the "
+        "attention records' regions (default 0)",
+    )
+    optim.add_argument("--vision-batch", type=int, default=16, help="images per vision-phase step (default 16)")
+    optim.add_argument(
+        "--grounding-weight",
+        type=float,
+        default=0.0,
+        help="weight of the grounding loss beside the language loss after the vision phase (default 0)",
+    )
+    optim.add_argument(
+        "--presence-weight",
+        type=float,
+        default=0.0,
+        help="weight of a loss that reads the image's findings from the language model's state at every "
+        "examine answer position (default 0)",
+    )
     optim.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft) instead of all weights")
     optim.add_argument("--lora-rank", type=int, default=16, help="default 16")
     optim.add_argument("--lora-alpha", type=float, default=32.0, help="default 32")
@@ -211,6 +232,10 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             coordinate_weight=args.coordinate_weight,
             examine_weight=args.examine_weight,
             freeze_vision=args.freeze_vision,
+            vision_steps=args.vision_steps,
+            vision_batch=args.vision_batch,
+            grounding_weight=args.grounding_weight,
+            presence_weight=args.presence_weight,
             lora=LoraSettings(args.lora_rank, args.lora_alpha, args.lora_dropout) if args.lora else None,
             seed=args.seed,
             save_every=args.save_every,
@@ -243,18 +268,23 @@ def run_train(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.n = report.step
             bar.set_postfix(
+                phase=report.phase,
                 loss=f"{report.loss:.3f}",
                 examine=f"{report.examine_loss:.3f}",
                 attention=f"{report.attention_loss:.3f}",
+                grounding=f"{report.grounding_loss:.3f}",
                 lr=f"{report.learning_rate:.1e}",
                 refresh=False,
             )
             bar.refresh()
         if report.step % settings.log_every == 0 or report.step == report.steps:
+            grounding = "" if math.isnan(report.grounding_loss) else f", grounding {report.grounding_loss:.4f}"
+            if not math.isnan(report.presence_loss):
+                grounding += f", presence {report.presence_loss:.4f}"
             print(
-                f"step {report.step}/{report.steps}: loss {report.loss:.4f} (examine {report.examine_loss:.4f}, "
-                f"attention {report.attention_loss:.4f}), lr {report.learning_rate:.2e}, images {report.images}, "
-                f"{report.seconds:.0f} s",
+                f"step {report.step}/{report.steps} ({report.phase}): loss {report.loss:.4f} "
+                f"(examine {report.examine_loss:.4f}, attention {report.attention_loss:.4f}{grounding}), "
+                f"lr {report.learning_rate:.2e}, images {report.images}, {report.seconds:.0f} s",
                 flush=True,
             )
 

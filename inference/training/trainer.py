@@ -71,6 +71,7 @@ from inference.training.data import (
     read_description,
     read_records,
 )
+from inference.training.grounding import grounding_labels, token_targets
 from inference.vision_input import ImageProcessing, patchify, resize_for_model, to_uint8
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,13 @@ class TrainingSettings:
     coordinate_weight: float = 1.0
     examine_weight: float = 1.0
     freeze_vision: bool = False
+    # dense grounding (inference.training.grounding): a training-only head on the image tokens
+    vision_steps: int = 0  # first steps train the vision tower alone, vision_batch images each
+    vision_batch: int = 16
+    grounding_weight: float = 0.0  # the grounding loss's weight beside the language loss afterwards
+    # a training-only head reading the image's findings from the language model's hidden state at
+    # every examine answer position (so the report is written from the image, not from its prior)
+    presence_weight: float = 0.0
     lora: LoraSettings | None = None
     seed: int = 0
     save_every: int = 100
@@ -143,6 +151,12 @@ class TrainingSettings:
             raise ValueError('Argument "attention_rows" must be at least 0')
         if self.coordinate_weight <= 0 or self.examine_weight <= 0:
             raise ValueError('Arguments "coordinate_weight" and "examine_weight" must be positive')
+        if not (0 <= self.vision_steps < self.steps) or self.vision_batch < 1:
+            raise ValueError("vision_steps must be at least 0 and fewer than steps, vision_batch at least 1")
+        if self.grounding_weight < 0 or self.presence_weight < 0:
+            raise ValueError("grounding_weight and presence_weight must be at least 0")
+        if self.vision_steps and self.freeze_vision:
+            raise ValueError("vision_steps trains the vision tower; it cannot be combined with freeze_vision")
         if self.save_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError('Argument "save_dtype" must be float32, bfloat16 or float16')
 
@@ -161,6 +175,10 @@ class TrainingSettings:
             "coordinate_weight",
             "examine_weight",
             "freeze_vision",
+            "vision_steps",
+            "vision_batch",
+            "grounding_weight",
+            "presence_weight",
             "seed",
         )
         document = {key: getattr(self, key) for key in keep}
@@ -184,19 +202,31 @@ class Progress:
     learning_rate: float
     images: int
     seconds: float
+    grounding_loss: float = math.nan
+    presence_loss: float = math.nan
+    phase: str = "language"
 
 
 # -- the schedule and the data order ----------------------------------------------------------
 
 
-def learning_rate_factor(step: int, settings: TrainingSettings) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_learning_rate_ratio`` at the last step."""
-    if settings.warmup_steps and step < settings.warmup_steps:
-        return (step + 1) / settings.warmup_steps
-    span = max(1, settings.steps - settings.warmup_steps)
-    progress = min(1.0, (step - settings.warmup_steps) / span)
-    low = settings.min_learning_rate_ratio
+def _warmup_cosine(step: int, steps: int, warmup: int, low: float) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def learning_rate_factor(step: int, settings: TrainingSettings) -> float:
+    """Linear warm-up to 1, then cosine decay to ``min_learning_rate_ratio`` at the last step.
+
+    With ``vision_steps``, the vision-only phase and the rest each have their own warm-up and
+    decay (the language model starts from the peak rate, not from where the vision phase ended).
+    """
+    low, vision = settings.min_learning_rate_ratio, settings.vision_steps
+    if step < vision:
+        return _warmup_cosine(step, vision, min(settings.warmup_steps, vision // 10), low)
+    return _warmup_cosine(step - vision, settings.steps - vision, settings.warmup_steps, low)
 
 
 @dataclass
@@ -368,19 +398,25 @@ class _Model:
         parameters = inspect.signature(self.text.forward).parameters
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
-    def loss(self, batch: MicroBatch, pixel_values: npt.NDArray[np.float32], grid: npt.NDArray[np.int64]) -> Any:
-        """Per-target cross-entropy (unweighted), shape (N,)."""
+    def tensor(self, array: np.ndarray[Any, Any]) -> Any:
+        return self.torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def image_tokens(self, pixel_values: npt.NDArray[np.float32], grid: npt.NDArray[np.int64]) -> Any:
+        """The merged image tokens the language model receives, (tokens, hidden), images in order."""
+        output = self.visual(self.tensor(pixel_values).to(self.visual.dtype), grid_thw=self.tensor(grid))
+        return getattr(output, "pooler_output", output)
+
+    def loss(
+        self, batch: MicroBatch, pixel_values: npt.NDArray[np.float32], grid: npt.NDArray[np.int64]
+    ) -> tuple[Any, Any, Any]:
+        """Per-target cross-entropy (unweighted), shape (N,), the image tokens, and the language
+        model's last hidden state at each target's position, (N, hidden)."""
         from transformers import DynamicCache
 
         torch = self.torch
-        device = self.device
-
-        def tensor(array: np.ndarray[Any, Any]) -> Any:
-            return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
+        tensor = self.tensor
         plan = batch.plan
-        output = self.visual(tensor(pixel_values).to(self.visual.dtype), grid_thw=tensor(grid))
-        image = getattr(output, "pooler_output", output)
+        image = self.image_tokens(pixel_values, grid)
         embed = self.text.embed_tokens
         prefix = embed(tensor(plan.prefix_ids)[None])
         before, after = prefix[:, : plan.image_slice.start], prefix[:, plan.image_slice.stop :]
@@ -403,7 +439,8 @@ class _Model:
         ).last_hidden_state
         selected = hidden[tensor(batch.target_rows), tensor(batch.target_positions)]
         logits = self.lm_head(selected).float()
-        return torch.nn.functional.cross_entropy(logits, tensor(batch.target_ids), reduction="none")
+        losses = torch.nn.functional.cross_entropy(logits, tensor(batch.target_ids), reduction="none")
+        return losses, image, selected
 
 
 @dataclass
@@ -413,7 +450,9 @@ class _ImageData:
     pixels: npt.NDArray[np.uint8]
     grid: npt.NDArray[np.int64]
     records: list[TrainingRecord]
+    source_shape: tuple[int, int]  # rows, columns of the image the records' coordinates refer to
     tokens: dict[int, TokenisedRecord] = field(default_factory=dict)
+    targets: npt.NDArray[np.float32] | None = None  # grounding targets, made on first use
 
 
 class _Data:
@@ -427,6 +466,8 @@ class _Data:
         self.spec = start.checkpoint.tokens
         self.settings = settings
         self.digits = digit_token_ids(self.tokenizer)
+        self.frame = start.gazex.coordinates
+        self.grounding = grounding_labels(records)
         self._cache: dict[int, _ImageData] = {}
 
     def __len__(self) -> int:
@@ -436,12 +477,28 @@ class _Data:
         cached = self._cache.get(index)
         if cached is None:
             path, records = self.groups[index]
-            pixels = resize_for_model(to_uint8(load_display_image(path)), self.processing)
+            display = load_display_image(path)
+            pixels = resize_for_model(to_uint8(display), self.processing)
             p = self.processing.patch_size
             grid = np.array([[1, pixels.shape[0] // p, pixels.shape[1] // p]], dtype=np.int64)
-            cached = _ImageData(pixels, grid, records)
+            cached = _ImageData(pixels, grid, records, (int(display.shape[0]), int(display.shape[1])))
             self._cache[index] = cached
         return cached
+
+    def grounding_targets(self, index: int) -> npt.NDArray[np.float32]:
+        """The image's per-token grounding targets (:mod:`inference.training.grounding`)."""
+        data = self.image(index)
+        if data.targets is None:
+            m = self.processing.merge_size
+            grid = (int(data.grid[0, 1]) // m, int(data.grid[0, 2]) // m)
+            rows, columns = data.source_shape
+            data.targets = token_targets(data.records, self.grounding, self.frame, rows, columns, grid)
+        return data.targets
+
+    def vision_batch(self, indices: Sequence[int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The images' patches and grids, concatenated as the vision tower takes several images."""
+        patched = [patchify(self.image(index).pixels, self.processing) for index in indices]
+        return np.concatenate([p for p, _ in patched]), np.concatenate([g for _, g in patched])
 
     def micro_batch(self, index: int, rng: np.random.Generator) -> tuple[MicroBatch, npt.NDArray[np.float32], Any]:
         data = self.image(index)
@@ -628,7 +685,24 @@ class TrainingRun:
         model.train()
         self.model = model
         self.wrapper = _Model(model)
+        # training-only linear read-outs (not part of the checkpoint): of the image tokens, and of
+        # the language model's hidden states at the examine answer's positions
+        self.grounding_head = self.presence_head = None
+        if settings.vision_steps or settings.grounding_weight or settings.presence_weight:
+            if not self.data.grounding:
+                raise TrainingError(
+                    "--vision-steps/--grounding-weight/--presence-weight need attention records that state a "
+                    "finding with a region; these records have none"
+                )
+            hidden = int(self.wrapper.text.embed_tokens.embedding_dim)  # what the merger writes, too
+            labels = len(self.data.grounding)
+            self.grounding_head = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
+            if settings.presence_weight:
+                self.presence_head = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
         self.parameters = [p for p in model.parameters() if p.requires_grad]
+        for head in (self.grounding_head, self.presence_head):
+            if head is not None:
+                self.parameters += list(head.parameters())
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": [p for p in self.parameters if p.ndim >= 2], "weight_decay": settings.weight_decay},
@@ -651,7 +725,13 @@ class TrainingRun:
             elapsed, cpu_elapsed = float(state["seconds"]), float(state["cpu_seconds"])
         self.started = time.perf_counter() - elapsed
         self.cpu_started = time.process_time() - cpu_elapsed
-        self.window: dict[str, list[float]] = {"loss": [], "examine": [], "attention": []}
+        self.window: dict[str, list[float]] = {
+            "loss": [],
+            "examine": [],
+            "attention": [],
+            "grounding": [],
+            "presence": [],
+        }
 
     def _restore(self, state: dict[str, Any]) -> None:
         missing = set(_trainable(self.model)) - set(state["model"])
@@ -661,6 +741,10 @@ class TrainingRun:
             named = dict(self.model.named_parameters())
             for name, value in state["model"].items():
                 named[name].copy_(value)
+        if self.grounding_head is not None:
+            self.grounding_head.load_state_dict(state["grounding_head"])
+        if self.presence_head is not None:
+            self.presence_head.load_state_dict(state["presence_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
@@ -669,10 +753,6 @@ class TrainingRun:
         self.step = int(state["step"])
         self.tokens = int(state["tokens"])
         logger.info("resumed at step %d (epoch %d, image %d)", self.step, self.cursor.epoch, self.cursor.position)
-
-    @property
-    def images_seen(self) -> int:
-        return self.step * self.settings.gradient_accumulation
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -683,6 +763,8 @@ class TrainingRun:
             "epoch": self.cursor.epoch,
             "position": self.cursor.position,
             "model": _trainable(self.model),
+            "grounding_head": self.grounding_head.state_dict() if self.grounding_head is not None else None,
+            "presence_head": self.presence_head.state_dict() if self.presence_head is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": _rng_state(),
@@ -692,18 +774,52 @@ class TrainingRun:
             "tokens": self.tokens,
         }
 
+    def grounding_loss(self, image: Any, indices: Sequence[int]) -> Any:
+        """Binary cross-entropy of the grounding head on the images' tokens (mean over cells)."""
+        assert self.grounding_head is not None
+        targets = np.concatenate([self.data.grounding_targets(index) for index in indices])
+        logits = self.grounding_head(image.float())
+        return self.torch.nn.functional.binary_cross_entropy_with_logits(logits, self.wrapper.tensor(targets))
+
+    def presence_loss(self, hidden: Any, index: int) -> Any:
+        """Binary cross-entropy of the presence head at each examine answer position: which findings
+        the image holds (the labels its grounding targets mark anywhere)."""
+        assert self.presence_head is not None
+        present = self.data.grounding_targets(index).max(axis=0)
+        targets = self.wrapper.tensor(np.broadcast_to(present, (hidden.shape[0], present.shape[0])))
+        logits = self.presence_head(hidden.float())
+        return self.torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
     def run_step(self) -> Progress:
-        """One optimiser step over ``gradient_accumulation`` images."""
+        """One optimiser step: ``vision_batch`` images of grounding alone in the vision phase, else
+        ``gradient_accumulation`` images of language loss (plus the grounding loss when weighted)."""
+        if self.step < self.settings.vision_steps:
+            return self._vision_step()
+        if self.step == self.settings.vision_steps:
+            self.window["loss"] = []  # the language phase's loss is another quantity
         torch = self.torch
         settings = self.settings
         self.optimizer.zero_grad(set_to_none=True)
-        sums = dict.fromkeys(("loss", "examine", "examine_n", "attention", "attention_n"), 0.0)
+        sums = dict.fromkeys(
+            ("loss", "examine", "examine_n", "attention", "attention_n", "grounding", "presence", "presence_n"), 0.0
+        )
         for _ in range(settings.gradient_accumulation):
             index, rng = self.cursor.next()
             batch, pixel_values, grid = self.data.micro_batch(index, rng)
-            losses = self.wrapper.loss(batch, pixel_values, grid)
+            losses, image, hidden = self.wrapper.loss(batch, pixel_values, grid)
             weights = torch.from_numpy(batch.target_weights).to(losses.device)
             loss = (losses * weights).sum() / weights.sum()
+            if settings.grounding_weight:
+                grounding = self.grounding_loss(image, [index])
+                sums["grounding"] += float(grounding.detach()) / settings.gradient_accumulation
+                loss = loss + settings.grounding_weight * grounding
+            if self.presence_head is not None:
+                examine = torch.from_numpy(batch.target_tasks == TASK_CODES["examine"]).to(hidden.device)
+                if bool(examine.any()):
+                    presence = self.presence_loss(hidden[examine], index)
+                    sums["presence"] += float(presence.detach())
+                    sums["presence_n"] += 1.0
+                    loss = loss + settings.presence_weight * presence
             (loss / settings.gradient_accumulation).backward()
             detached = losses.detach().cpu().numpy()
             for task, code in TASK_CODES.items():
@@ -712,6 +828,29 @@ class TrainingRun:
                 sums[f"{task}_n"] += float(chosen.sum())
             sums["loss"] += float(loss.detach()) / settings.gradient_accumulation
             self.tokens += batch.tokens
+        if settings.grounding_weight:
+            sums["grounding_n"] = 1.0
+        return self._finish_step(sums, "language")
+
+    def _vision_step(self) -> Progress:
+        """A step of the vision phase: the grounding loss of ``vision_batch`` images."""
+        self.optimizer.zero_grad(set_to_none=True)
+        indices = [self.cursor.next()[0] for _ in range(self.settings.vision_batch)]
+        image = self.wrapper.image_tokens(*self.data.vision_batch(indices))
+        loss = self.grounding_loss(image, indices)
+        loss.backward()
+        value = float(loss.detach())
+        sums = {"loss": value, "grounding": value, "grounding_n": 1.0, "examine_n": 0.0, "attention_n": 0.0}
+        return self._finish_step(sums, "vision")
+
+    @property
+    def images_seen(self) -> int:
+        settings = self.settings
+        vision = min(self.step, settings.vision_steps)
+        return vision * settings.vision_batch + (self.step - vision) * settings.gradient_accumulation
+
+    def _finish_step(self, sums: dict[str, float], phase: str) -> Progress:
+        torch, settings = self.torch, self.settings
         torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
         self.optimizer.step()
         self.scheduler.step()
@@ -719,8 +858,8 @@ class TrainingRun:
 
         keep = settings.log_every
         self.window["loss"] = [*self.window["loss"][-keep + 1 :], sums["loss"]]
-        for task in ("examine", "attention"):
-            if sums[f"{task}_n"]:
+        for task in ("examine", "attention", "grounding", "presence"):
+            if sums.get(f"{task}_n"):
                 self.window[task] = [*self.window[task][-keep + 1 :], sums[task] / sums[f"{task}_n"]]
         report = Progress(
             step=self.step,
@@ -728,6 +867,9 @@ class TrainingRun:
             loss=float(np.mean(self.window["loss"])),
             examine_loss=float(np.mean(self.window["examine"] or [math.nan])),
             attention_loss=float(np.mean(self.window["attention"] or [math.nan])),
+            grounding_loss=float(np.mean(self.window["grounding"] or [math.nan])),
+            presence_loss=float(np.mean(self.window["presence"] or [math.nan])),
+            phase=phase,
             learning_rate=float(self.scheduler.get_last_lr()[0]),
             images=self.images_seen,
             seconds=time.perf_counter() - self.started,
@@ -759,6 +901,9 @@ class TrainingRun:
                 "phantoms": _phantom_source(settings.records),
             },
             "trained_labels": trained_labels(self.records),
+            "grounding": {"labels": self.data.grounding, "heads": "linear, training only"}
+            if self.grounding_head is not None
+            else None,
             "start": {"base": settings.base, "shape": asdict(settings.shape) if settings.shape else None},
             "settings": settings.fingerprint(),
             "metrics": {

@@ -90,7 +90,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}: 3 steps" in done.stdout
-    assert "step 3/3: loss" in done.stdout
+    assert "step 3/3 (language): loss" in done.stdout
     assert "3/3" in done.stderr  # the progress bar
     metadata = json.loads((out / "gazex.json").read_text())["metadata"]
     assert metadata["seed"] == 7 and metadata["data"]["phantoms"]["seed"] == 4

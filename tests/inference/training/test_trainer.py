@@ -185,3 +185,61 @@ def test_lora_without_peft_says_how_to_get_it(
 def test_records_in_another_frame_than_the_base_declares_are_refused(records: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="contradicts"):
         train(_settings(records, tmp_path, coordinates=NormalizedFrame(1000)))
+
+
+def test_the_vision_phase_has_its_own_warm_up_and_decay(records: Path, tmp_path: Path) -> None:
+    settings = _settings(records, tmp_path, steps=100, vision_steps=40, warmup_steps=10, min_learning_rate_ratio=0.1)
+    factors = [learning_rate_factor(step, settings) for step in range(100)]
+    assert factors[0] == pytest.approx(0.25) and factors[3] == pytest.approx(1.0)  # warm-up of 40 // 10 steps
+    assert factors[39] == pytest.approx(0.1, abs=1e-2)
+    assert factors[40] == pytest.approx(0.1) and factors[49] == pytest.approx(1.0)  # the language phase restarts
+    assert factors[99] == pytest.approx(0.1, abs=1e-3)
+    with pytest.raises(ValueError, match="vision_steps"):
+        _settings(records, tmp_path, steps=4, vision_steps=4)
+    with pytest.raises(ValueError, match="freeze_vision"):
+        _settings(records, tmp_path, vision_steps=2, freeze_vision=True)
+
+
+def test_grounding_trains_the_vision_tower_first_and_resumes_exactly(records: Path, tmp_path: Path) -> None:
+    from inference.training.trainer import TrainingRun, _check_state
+
+    grounded = {"steps": 4, "vision_steps": 2, "vision_batch": 2, "grounding_weight": 0.5, "presence_weight": 1.0}
+    run = TrainingRun(_settings(records, tmp_path / "steps", **grounded), None)
+    language = {n: p.detach().clone() for n, p in run.model.named_parameters() if "visual" not in n}
+    visual = {n: p.detach().clone() for n, p in run.model.named_parameters() if "visual" in n}
+    first = run.run_step()
+    assert first.phase == "vision" and np.isfinite(first.grounding_loss) and np.isnan(first.examine_loss)
+    assert first.images == 2
+    after = dict(run.model.named_parameters())
+    assert all(torch_equal(after[n], v) for n, v in language.items())  # the vision phase leaves the LM alone
+    assert not all(torch_equal(after[n], v) for n, v in visual.items())
+    run.run_step()
+    third = run.run_step()
+    assert third.phase == "language" and np.isfinite(third.examine_loss + third.grounding_loss + third.presence_loss)
+    assert third.images == 5
+    del run
+    settings = _settings(records, tmp_path / "straight", **grounded)
+    metadata = train(settings)
+    assert metadata["grounding"]["labels"] == sorted(metadata["grounding"]["labels"])
+    assert metadata["metrics"]["images_seen"] == 6
+    # the head is training-only: the checkpoint holds the Qwen2-VL weights alone
+    weights = load_file(str(settings.out / "model.safetensors"))
+    assert not any("grounding" in name for name in weights)
+
+    interrupted = _settings(records, tmp_path / "interrupted", **grounded)
+    run = TrainingRun(interrupted, _check_state(interrupted, resume=False))
+    run.run_step()
+    run.run_step()
+    del run
+    train(interrupted, resume=True)
+    a = load_file(str(settings.out / "model.safetensors"))
+    b = load_file(str(interrupted.out / "model.safetensors"))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def torch_equal(a: object, b: object) -> bool:
+    import torch
+
+    assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+    return bool(torch.equal(a, b))

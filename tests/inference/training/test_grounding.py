@@ -1,0 +1,49 @@
+"""Dense grounding targets from attention records: labels, frames, small and large boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from inference.geometry import DownscaledFrame, NormalizedFrame
+from inference.training.data import TrainingRecord
+from inference.training.grounding import grounding_labels, token_targets
+
+
+def _attention(index: int, sentence: str, answer: str) -> TrainingRecord:
+    return TrainingRecord(index, Path("image.png"), "attention", f"Locate '{sentence}'", answer, sentence)
+
+
+EFFUSION = _attention(
+    1,
+    "Small right pleural effusion.",
+    "visual clues : [(10,60)(40,90)(25,75)] observation : [(0,50)(50,100)(25,75)]",
+)
+NODULE = _attention(2, "There is a nodule in the left upper zone.", "observation : [(61,21)(64,24)(62,22)]")
+NEGATIVE = _attention(3, "No pneumothorax.", "observation : [(0,0)(100,100)(50,50)]")
+EXAMINE = TrainingRecord(0, Path("image.png"), "examine", "Describe this chest X-ray.", "Small right pleural effusion.")
+
+
+def test_the_labels_are_the_findings_stated_present_in_attention_records() -> None:
+    assert grounding_labels([EXAMINE, EFFUSION, NODULE, NEGATIVE]) == ["nodule", "pleural_effusion"]
+    assert grounding_labels([EXAMINE, NEGATIVE]) == []
+
+
+def test_a_box_marks_the_cells_it_covers_and_a_small_box_its_centre_cell() -> None:
+    labels = ["nodule", "pleural_effusion"]
+    targets = token_targets([EFFUSION, NODULE, NEGATIVE, EXAMINE], labels, NormalizedFrame(100), 400, 300, (4, 5))
+    grid = targets.reshape(4, 5, 2)
+    effusion = np.zeros((4, 5))
+    effusion[2:, :3] = 1  # x 0..2.5 cells (the third cell half covered), y 2..4
+    np.testing.assert_array_equal(grid[:, :, 1], effusion)
+    nodule = np.zeros((4, 5))
+    nodule[0, 3] = 1  # a box smaller than a cell: only the cell under its centre (3.1, 0.88)
+    np.testing.assert_array_equal(grid[:, :, 0], nodule)
+
+
+def test_downscaled_coordinates_map_through_the_source_size() -> None:
+    record = _attention(4, "Right pleural effusion.", "observation : [(0,50)(25,100)(12,75)]")
+    # downscaled:4 on a 400 x 200 image: the box is x 0..100 px (half the width), y 200..400 px (lower half)
+    targets = token_targets([record], ["pleural_effusion"], DownscaledFrame(4), 400, 200, (2, 2)).reshape(2, 2)
+    np.testing.assert_array_equal(targets, [[0, 0], [1, 0]])
