@@ -601,11 +601,16 @@ def write_checkpoint(
     with quiet_transformers():
         model.to(getattr(torch, dtype)).save_pretrained(str(partial))
     document = replace(gazex, metadata=dict(metadata)).to_json()
-    (partial / "gazex.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (partial / "gazex.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial.rename(out)
+
+
+def _json_number(value: float) -> float | None:
+    """A loss for the history: rounded, and None where there is none (JSON has no NaN)."""
+    return round(value, 5) if math.isfinite(value) else None
 
 
 def _load_average() -> float | None:
@@ -876,7 +881,7 @@ class TrainingRun:
         )
         if self.step % keep == 0 or self.step == settings.steps:
             entry = {**asdict(report), "load_average": _load_average(), "epoch": self.cursor.epoch}
-            self.history.append({k: (round(v, 5) if isinstance(v, float) else v) for k, v in entry.items()})
+            self.history.append({k: _json_number(v) if isinstance(v, float) else v for k, v in entry.items()})
         if self.step % settings.save_every == 0 or self.step == settings.steps:
             _save_state(settings.work_dir / STATE_FILE, self.snapshot())
         return report

@@ -221,6 +221,10 @@ def test_grounding_trains_the_vision_tower_first_and_resumes_exactly(records: Pa
     settings = _settings(records, tmp_path / "straight", **grounded)
     metadata = train(settings)
     assert metadata["grounding"]["labels"] == sorted(metadata["grounding"]["labels"])
+    # strict JSON: the vision phase's history has no language losses, written as null, not NaN
+    text = (settings.out / "gazex.json").read_text()
+    history = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in gazex.json"))["metadata"]
+    assert history["metrics"]["history"][0]["examine_loss"] is None
     assert metadata["metrics"]["images_seen"] == 6
     # the head is training-only: the checkpoint holds the Qwen2-VL weights alone
     weights = load_file(str(settings.out / "model.safetensors"))
