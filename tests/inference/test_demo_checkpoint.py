@@ -35,9 +35,11 @@ CI_COUNT = 12
 MACRO_F1_FLOOR = 0.7
 OBSERVATION_IOU_FLOOR = 0.45
 # what these weights measure on the CI set, less a margin (regression floors; see MODEL_CARD.md)
-PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.95  # measured 0.979
-LOCATED_IOU_FLOOR = 0.3  # measured 0.361
-LOCATED_CENTRED_COSINE_FLOOR = 0.7  # measured 0.826
+PIPELINE_MACRO_F1_FLOOR = 0.15  # measured 0.208 (cardiomegaly and no_finding reported from the image)
+PIPELINE_OBSERVATION_IOU_FLOOR = 0.6  # measured 0.847 (the cardiomegaly boxes)
+PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.95  # measured 0.974
+LOCATED_IOU_FLOOR = 0.25  # measured 0.306
+LOCATED_CENTRED_COSINE_FLOOR = 0.7  # measured 0.765
 
 
 def test_the_demo_checkpoint_is_bundled_small_and_labelled_as_demo_weights() -> None:
@@ -128,12 +130,22 @@ def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine
     _lands_on(finding.observation.box, truth.region)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the demo weights do not yet detect findings from the image: their reports are the same for "
-    "nearly every image (MODEL_CARD.md, 'Limitations'); a checkpoint that does makes this pass",
+@pytest.mark.parametrize(
+    ("kind", "seed"),
+    [
+        ("cardiomegaly", 11),
+        pytest.param(
+            "pleural_effusion",
+            12,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the demo weights see effusions (their vision tower marks them) but greedy decoding writes "
+                "'No pleural effusion.' (MODEL_CARD.md, 'Limitations'); a checkpoint that reports them makes "
+                "this pass",
+            ),
+        ),
+    ],
 )
-@pytest.mark.parametrize(("kind", "seed"), [("cardiomegaly", 11), ("pleural_effusion", 12)])
 def test_the_demo_model_reports_an_obvious_finding_where_it_is(demo_engine: Any, kind: str, seed: int) -> None:
     """End to end (examine, then attention): a large finding is reported and its box lands on it."""
     phantom = _obvious(kind, seed)
@@ -162,8 +174,8 @@ def ci_evaluations() -> dict[str, Any]:
 @pytest.mark.slow  # 2 x 12 phantoms rendered at native size and analysed: about a minute on two shared cores
 @pytest.mark.xfail(
     strict=True,
-    reason="the demo weights do not meet issue 7's targets (macro F1 0.037, no finding reported on 200 held-out "
-    "phantoms: MODEL_CARD.md); a checkpoint that does makes this pass",
+    reason="the demo weights do not meet issue 7's targets (macro F1 0.155 on 200 held-out phantoms: only "
+    "cardiomegaly is reported from the image; MODEL_CARD.md); a checkpoint that does makes this pass",
 )
 def test_the_demo_checkpoint_stays_above_the_floors_of_the_targets(ci_evaluations: dict[str, Any]) -> None:
     result = ci_evaluations["pipeline"]
@@ -176,6 +188,8 @@ def test_the_demo_checkpoint_keeps_the_figures_it_has(ci_evaluations: dict[str, 
     """Regression floors a little below what these weights measure on the CI set (see the module docstring)."""
     pipeline, located = ci_evaluations["pipeline"], ci_evaluations["truth_sentences"]
     assert pipeline.images == CI_COUNT and pipeline.images_without_sentences == 0
+    assert pipeline.macro_f1 >= PIPELINE_MACRO_F1_FLOOR, pipeline.to_json()["labels"]
+    assert pipeline.observation_iou >= PIPELINE_OBSERVATION_IOU_FLOOR, pipeline.to_json()["labels"]
     assert pipeline.trajectory["pairs"] > 0 and pipeline.trajectory["cosine"] >= PIPELINE_TRAJECTORY_COSINE_FLOOR
     assert located.images_without_sentences == 0
     assert located.observation_iou >= LOCATED_IOU_FLOOR, located.to_json()["labels"]
