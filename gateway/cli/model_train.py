@@ -273,6 +273,7 @@ def run_train(args: argparse.Namespace) -> int:
                 examine=f"{report.examine_loss:.3f}",
                 attention=f"{report.attention_loss:.3f}",
                 grounding=f"{report.grounding_loss:.3f}",
+                presence=f"{report.presence_loss:.3f}",
                 lr=f"{report.learning_rate:.1e}",
                 refresh=False,
             )

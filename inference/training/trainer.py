@@ -701,7 +701,8 @@ class TrainingRun:
                 )
             hidden = int(self.wrapper.text.embed_tokens.embedding_dim)  # what the merger writes, too
             labels = len(self.data.grounding)
-            self.grounding_head = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
+            if settings.vision_steps or settings.grounding_weight:
+                self.grounding_head = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
             if settings.presence_weight:
                 self.presence_head = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
         self.parameters = [p for p in model.parameters() if p.requires_grad]
@@ -906,8 +907,11 @@ class TrainingRun:
                 "phantoms": _phantom_source(settings.records),
             },
             "trained_labels": trained_labels(self.records),
-            "grounding": {"labels": self.data.grounding, "heads": "linear, training only"}
-            if self.grounding_head is not None
+            "grounding": {
+                "labels": self.data.grounding,
+                "heads": [name for name in ("grounding", "presence") if getattr(self, f"{name}_head") is not None],
+            }
+            if self.grounding_head is not None or self.presence_head is not None
             else None,
             "start": {"base": settings.base, "shape": asdict(settings.shape) if settings.shape else None},
             "settings": settings.fingerprint(),

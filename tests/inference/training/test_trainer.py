@@ -221,6 +221,7 @@ def test_grounding_trains_the_vision_tower_first_and_resumes_exactly(records: Pa
     settings = _settings(records, tmp_path / "straight", **grounded)
     metadata = train(settings)
     assert metadata["grounding"]["labels"] == sorted(metadata["grounding"]["labels"])
+    assert metadata["grounding"]["heads"] == ["grounding", "presence"]
     # strict JSON: the vision phase's history has no language losses, written as null, not NaN
     text = (settings.out / "gazex.json").read_text()
     history = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in gazex.json"))["metadata"]
@@ -240,6 +241,15 @@ def test_grounding_trains_the_vision_tower_first_and_resumes_exactly(records: Pa
     b = load_file(str(interrupted.out / "model.safetensors"))
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_the_presence_head_alone_adds_no_grounding_head(records: Path, tmp_path: Path) -> None:
+    from inference.training.trainer import TrainingRun
+
+    run = TrainingRun(_settings(records, tmp_path, presence_weight=1.0), None)
+    assert run.grounding_head is None and run.presence_head is not None
+    report = run.run_step()
+    assert np.isfinite(report.presence_loss) and np.isnan(report.grounding_loss)
 
 
 def torch_equal(a: object, b: object) -> bool:
