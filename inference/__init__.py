@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from inference.backends import AVAILABLE_BACKENDS, BackendOptions
     from inference.checkpoint import CheckpointError, builtin_checkpoints, open_checkpoint
     from inference.config import GAZEX_PROMPTS, GenerationSettings, ImageSettings, Prompts
-    from inference.demo import FINDING_KINDS, PhantomConfig, write_phantom_dataset
+    from inference.demo import FINDING_KINDS, REPORT_STYLES, PhantomConfig, write_phantom_dataset
     from inference.engine import Engine, InferenceError
     from inference.geometry import CoordinateFrame, parse_frame
     from inference.onnx_export import export_cache_dir, export_onnx
@@ -72,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "Prompts": "inference.config",
     "FINDING_KINDS": "inference.demo",
     "PhantomConfig": "inference.demo",
+    "REPORT_STYLES": "inference.demo",
     "write_phantom_dataset": "inference.demo",
     "Engine": "inference.engine",
     "InferenceError": "inference.engine",
@@ -122,6 +123,7 @@ __all__ = [
     "FINDING_KINDS",
     "FINDING_LABELS",
     "GAZEX_PROMPTS",
+    "REPORT_STYLES",
     "SUPPORTED_TRANSFER_SYNTAXES",
     "AttentionSettings",
     "BackendOptions",

@@ -26,6 +26,7 @@ from gateway.cli.model_train import register_eval, register_train
 from inference import (
     FINDING_KINDS,
     GAZEX_PROMPTS,
+    REPORT_STYLES,
     AttentionSettings,
     ConversionSettings,
     PhantomConfig,
@@ -70,6 +71,13 @@ def register(subparsers: Any) -> None:
     phantoms.add_argument("--split", default="train", help="value of REFLACX's split column (default train)")
     phantoms.add_argument(
         "--only", nargs="*", choices=FINDING_KINDS, metavar="KIND", help="phantoms with exactly these findings"
+    )
+    phantoms.add_argument(
+        "--report-style",
+        choices=REPORT_STYLES,
+        default="varied",
+        help="how reports are worded: varied (free text, several wordings; default) or structured "
+        "(a template stating every checklist item in one wording; what the demo model is trained on)",
     )
     phantoms.add_argument(
         "--previews", action="store_true", help="also write previews/<id>.png with boxes and scanpath"
@@ -136,7 +144,10 @@ def run_phantoms(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CommandError(f"{out} exists and is not an empty folder; give a new folder for --out")
-    config = PhantomConfig.only(*args.only) if args.only is not None else PhantomConfig()
+    if args.only is not None:
+        config = PhantomConfig.only(*args.only, report_style=args.report_style)
+    else:
+        config = PhantomConfig(report_style=args.report_style)
     started = time.perf_counter()
     try:
         summary = write_phantom_dataset(

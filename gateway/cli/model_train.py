@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.cli import CommandError
 from inference import (
+    REPORT_STYLES,
     CheckpointError,
     CheckpointShape,
     EvaluationError,
@@ -31,6 +32,7 @@ from inference import (
     ImageSettings,
     InferenceError,
     LoraSettings,
+    PhantomConfig,
     Progress,
     TrainingDataError,
     TrainingError,
@@ -334,6 +336,13 @@ def register_eval(commands: Any) -> None:
         help="skip the examine stage: give the attention stage the phantoms' own report sentences "
         "(localisation apart from detection)",
     )
+    parser.add_argument(
+        "--report-style",
+        choices=REPORT_STYLES,
+        default=None,
+        help="wording of the held-out phantoms' reports, the truth the findings are scored against "
+        "(default: as the checkpoint's training phantoms, from its gazex.json; else varied)",
+    )
     parser.set_defaults(handler=run_eval)
 
 
@@ -400,6 +409,7 @@ def run_eval(args: argparse.Namespace) -> int:
             device=args.device,
             threads=args.threads,
             truth_sentences=args.truth_sentences,
+            phantoms=None if args.report_style is None else PhantomConfig(report_style=args.report_style),
         )
     except ValueError as exc:
         raise CommandError(f"invalid evaluation options: {exc}") from exc

@@ -8,7 +8,7 @@ small GazeX-shaped model, and test that boxes land on lesions, with nothing down
 from inference.demo.export import FORMATS, DatasetSummary, phantom_reading, write_phantom_dataset
 from inference.demo.findings import FINDING_KINDS, REFLACX_LABELS
 from inference.demo.phantoms import DEFAULT_PROBABILITIES, Phantom, PhantomConfig, generate_phantom, generate_phantoms
-from inference.demo.reports import SECTIONS, ReportSentence
+from inference.demo.reports import REPORT_STYLES, SECTIONS, ReportSentence
 from inference.demo.truth import phantom_statements
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "FINDING_KINDS",
     "FORMATS",
     "REFLACX_LABELS",
+    "REPORT_STYLES",
     "SECTIONS",
     "DatasetSummary",
     "Phantom",

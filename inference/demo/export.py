@@ -226,6 +226,7 @@ def write_phantom_dataset(
         "count": count,
         "formats": list(formats),
         "split": split,
+        "report_style": (config or PhantomConfig()).report_style,
         "note": "Synthetic phantoms, not patients. Boxes are [x0, y0, x1, y1] in source pixels (DICOM SCOORD).",
         "phantoms": entries,
     }

@@ -33,7 +33,7 @@ from inference.demo.findings import (
 from inference.demo.raster import Grid
 from inference.demo.regions import ground_truth_box
 from inference.demo.render import Appearance, render
-from inference.demo.reports import ReportSentence, report_text, write_report
+from inference.demo.reports import REPORT_STYLES, ReportSentence, report_text, write_report
 from inference.demo.scanpath import Reading, simulate_reading
 from inference.results import Box
 
@@ -67,6 +67,7 @@ class PhantomConfig:
     ``rows`` is the range of native image heights; ``aspect`` the range of width / height;
     ``field_of_view_mm`` the range of the detector's horizontal extent (sets the pixel spacing).
     ``probabilities`` gives each finding kind's frequency; kinds in ``force`` always occur.
+    ``report_style`` is how the dictated report is worded (``REPORT_STYLES``).
     """
 
     rows: tuple[int, int] = (2000, 2500)
@@ -74,8 +75,13 @@ class PhantomConfig:
     field_of_view_mm: tuple[float, float] = (350.0, 430.0)
     probabilities: Mapping[str, float] = field(default_factory=lambda: DEFAULT_PROBABILITIES)
     force: frozenset[str] = frozenset()
+    report_style: str = "varied"
 
     def __post_init__(self) -> None:
+        if self.report_style not in REPORT_STYLES:
+            raise ValueError(
+                f'Argument "report_style" must be one of {", ".join(REPORT_STYLES)}, got {self.report_style!r}'
+            )
         if not (64 <= self.rows[0] <= self.rows[1]):
             raise ValueError(f'Argument "rows" must be an increasing range from at least 64, got {self.rows}')
         unknown = (set(self.probabilities) | set(self.force)) - set(FINDING_KINDS)
@@ -87,9 +93,10 @@ class PhantomConfig:
             raise ValueError("a phantom has at most one lung lesion: force nodule or mass, not both")
 
     @classmethod
-    def only(cls, *kinds: str, rows: tuple[int, int] = (2000, 2500)) -> PhantomConfig:
+    def only(cls, *kinds: str, rows: tuple[int, int] = (2000, 2500), report_style: str = "varied") -> PhantomConfig:
         """Phantoms that have exactly ``kinds`` (none: normal phantoms)."""
-        return cls(rows=rows, probabilities=dict.fromkeys(FINDING_KINDS, 0.0), force=frozenset(kinds))
+        probabilities = dict.fromkeys(FINDING_KINDS, 0.0)
+        return cls(rows=rows, probabilities=probabilities, force=frozenset(kinds), report_style=report_style)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +192,7 @@ def generate_phantom(seed: int, index: int, config: PhantomConfig | None = None)
         findings.append(sample_central_line(rng, anatomy))
 
     boxes = tuple(ground_truth_box(anatomy, finding) for finding in findings)
-    sentences = write_report(rng, anatomy, tuple(findings), boxes)
+    sentences = write_report(rng, anatomy, tuple(findings), boxes, config.report_style)
     reading = simulate_reading(rng, anatomy, sentences)
     appearance = Appearance(
         noise=float(rng.uniform(0.004, 0.014)),

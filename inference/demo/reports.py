@@ -308,12 +308,150 @@ def _everything_else(report: _Report) -> None:
         report.add(text, "no_finding", True, "everything_else", (*lungs, a.heart_box()))
 
 
+# The structured (template) report: every item of the checklist, always, in one wording.  Each
+# item is stated whether it is present or not, and its positive and negative sentences each have
+# a single opening ("Pleural effusion on the right, small." / "No pleural effusion."), so the
+# words that decide *present* come at one place in the sentence and in one form.  This is how
+# structured-reporting templates read, and what a small model trained from scratch can learn to
+# decide from the image (see MODEL_CARD.md).
+
+
+def _structured_airway(report: _Report) -> None:
+    a = report.anatomy
+    report.add("the trachea is midline.", "other", True, "airway", (a.trachea_box(),))
+    tubes = report.devices("endotracheal_tube")
+    for index, tube in tubes:
+        targets = (_tip_box(a, tube), a.carina_box(), a.trachea_box())
+        text = f"endotracheal tube tip is {tube.tip_description}."
+        report.add(text, "endotracheal_tube", True, "airway", targets, report.boxes[index], (index,))
+    if not tubes:
+        report.add("no endotracheal tube.", "endotracheal_tube", False, "airway", (a.trachea_box(), a.carina_box()))
+
+
+def _structured_lungs(report: _Report) -> None:
+    a = report.anatomy
+    upper_lower = tuple(a.zone_box(side, zone) for zone in ("upper", "lower") for side in ("right", "left"))
+    for kind in ("nodule", "mass"):
+        lesions = [(i, lesion) for i, lesion in report.of_type(Lesion) if lesion.kind == kind]
+        for index, lesion in lesions:
+            diameter_mm = lesion.diameter_mm(a)
+            size = f"{round(diameter_mm)} mm" if diameter_mm < 15.0 else f"{max(1, round(diameter_mm / 10.0))} cm"
+            region = report.boxes[index]
+            text = f"{kind} in the {_lobe(lesion.side, lesion.zone)}, measuring {size}."
+            report.add(text, kind, True, "breathing", (region, _grow(region, a, 0.05), region), region, (index,))
+        if not lesions:
+            report.add(f"no pulmonary {kind}.", kind, False, "breathing", upper_lower)
+    consolidations = report.of_type(Consolidation)
+    for index, consolidation in consolidations:
+        region = report.boxes[index]
+        text = f"consolidation in the {_lobe(consolidation.side, consolidation.zone)}."
+        report.add(text, "consolidation", True, "breathing", (region, _grow(region, a, 0.04)), region, (index,))
+    if not consolidations:
+        middle_lower = tuple(a.zone_box(side, zone) for zone in ("middle", "lower") for side in ("right", "left"))
+        report.add("no focal consolidation.", "consolidation", False, "breathing", middle_lower)
+
+
+def _structured_pleura(report: _Report) -> None:
+    a = report.anatomy
+    effusions = report.of_type(Effusion)
+    if effusions:
+        size = effusions[0][1].size
+        indices = tuple(i for i, _ in effusions)
+        if len(effusions) == 2:
+            text = f"pleural effusions on both sides, {size}."
+        else:
+            text = f"pleural effusion on the {effusions[0][1].side}, {size}."
+        targets = tuple(box for i, e in effusions for box in (report.boxes[i], a.costophrenic_box(e.side)))
+        region = union([report.boxes[i] for i in indices])
+        report.add(text, "pleural_effusion", True, "breathing", targets, region, indices)
+    else:
+        angles = (a.costophrenic_box("right"), a.costophrenic_box("left"))
+        report.add("no pleural effusion.", "pleural_effusion", False, "breathing", angles)
+    pneumothoraces = report.of_type(Pneumothorax)
+    for index, pneumothorax in pneumothoraces:
+        region, side = report.boxes[index], pneumothorax.side
+        text = f"pneumothorax on the {side}, {pneumothorax.size}."
+        targets = (a.apex_box(side), region, a.lateral_box(side))
+        report.add(text, "pneumothorax", True, "breathing", targets, region, (index,))
+    if not pneumothoraces:
+        sides = (a.apex_box("right"), a.apex_box("left"), a.lateral_box("right"), a.lateral_box("left"))
+        report.add("no pneumothorax.", "pneumothorax", False, "breathing", sides)
+
+
+def _structured_cardiac(report: _Report) -> None:
+    a = report.anatomy
+    heart = a.heart_box()
+    enlarged = report.of_type(Cardiomegaly)
+    if enlarged:
+        index = enlarged[0][0]
+        text = "the cardiac silhouette is enlarged."
+        targets = (heart, a.lateral_box("left"), heart)
+        report.add(text, "cardiomegaly", True, "cardiac", targets, report.boxes[index], (index,))
+    else:
+        report.add("the cardiac silhouette is normal in size.", "cardiomegaly", False, "cardiac", (heart,))
+    mediastinum = (a.mediastinum_box(),)
+    report.add("the mediastinal contours are normal.", "enlarged_cardiomediastinum", False, "cardiac", mediastinum)
+
+
+def _structured_diaphragm(report: _Report) -> None:
+    a = report.anatomy
+    obscured = [e.side for _, e in report.of_type(Effusion) if e.size != "small"]
+    if len(obscured) == 1:
+        side = obscured[0]
+        report.add(f"the {side} hemidiaphragm is obscured.", "other", True, "diaphragm", (a.hemidiaphragm_box(side),))
+    else:
+        domes = (a.hemidiaphragm_box("right"), a.hemidiaphragm_box("left"))
+        text = "both hemidiaphragms are obscured." if obscured else "the hemidiaphragms are well defined."
+        report.add(text, "other", True, "diaphragm", domes)
+
+
+def _structured_everything_else(report: _Report) -> None:
+    a = report.anatomy
+    lines = report.devices("central_venous_catheter")
+    for index, line in lines:
+        region = report.boxes[index]
+        text = f"central venous catheter via the {line.route} vein, tip {line.tip_description}."
+        targets = (region, _tip_box(a, line))
+        report.add(text, "central_venous_catheter", True, "everything_else", targets, region, (index,))
+    if not lines:
+        mediastinum = (a.mediastinum_box(),)
+        report.add("no central venous catheter.", "central_venous_catheter", False, "everything_else", mediastinum)
+    lungs = (a.lung_box("right"), a.lung_box("left"))
+    report.add("no acute fracture.", "fracture", False, "everything_else", (*lungs, a.clavicle_box()))
+    if not any(not isinstance(f, Device) for f in report.findings):
+        report.add("no acute cardiopulmonary process.", "no_finding", True, "everything_else", (*lungs, a.heart_box()))
+
+
+#: How a phantom's report is worded: ``varied`` (free text, several wordings of each
+#: statement, negatives stated by chance, some hedged) or ``structured`` (a template: every
+#: checklist item stated, in one wording; see the ``_structured_*`` sections).
+REPORT_STYLES: tuple[str, ...] = ("varied", "structured")
+
+
 def write_report(
-    rng: np.random.Generator, anatomy: Anatomy, findings: tuple[Finding, ...], boxes: tuple[Box, ...]
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    findings: tuple[Finding, ...],
+    boxes: tuple[Box, ...],
+    style: str = "varied",
 ) -> tuple[ReportSentence, ...]:
     """The report sentences, in reading order, consistent with ``findings`` and their ``boxes``."""
+    if style not in REPORT_STYLES:
+        raise ValueError(f'Argument "style" must be one of {", ".join(REPORT_STYLES)}, got {style!r}')
     report = _Report(rng, anatomy, findings, boxes)
-    for section in (_airway, _lungs, _pleura, _cardiac, _diaphragm, _everything_else):
+    sections = (
+        (
+            _structured_airway,
+            _structured_lungs,
+            _structured_pleura,
+            _structured_cardiac,
+            _structured_diaphragm,
+            _structured_everything_else,
+        )
+        if style == "structured"
+        else (_airway, _lungs, _pleura, _cardiac, _diaphragm, _everything_else)
+    )
+    for section in sections:
         section(report)
     return tuple(report.sentences)
 

@@ -27,7 +27,7 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import pydicom
 
 from inference.demo import PhantomConfig, generate_phantom, phantom_statements
 from inference.demo.dicom import phantom_dataset
+from inference.demo.reports import REPORT_STYLES
 from inference.evaluation import (
     Statement,
     finding_scores,
@@ -62,7 +63,9 @@ class EvaluationSettings:
     device: str = "cpu"
     threads: int | None = None
     truth_sentences: bool = False
-    phantoms: PhantomConfig = field(default_factory=PhantomConfig)
+    #: The held-out phantoms; None: default phantoms whose reports are worded the way the
+    #: checkpoint's training phantoms were (``metadata.data.phantoms.report_style``).
+    phantoms: PhantomConfig | None = None
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.start < 0:
@@ -142,6 +145,14 @@ def training_seed(metadata: dict[str, Any]) -> int | None:
     return seed if isinstance(seed, int) else None
 
 
+def training_report_style(metadata: dict[str, Any]) -> str:
+    """How the reports of the phantoms a checkpoint was trained on were worded (default ``varied``)."""
+    data = metadata.get("data")
+    phantoms = data.get("phantoms") if isinstance(data, dict) else None
+    style = phantoms.get("report_style") if isinstance(phantoms, dict) else None
+    return style if isinstance(style, str) and style in REPORT_STYLES else "varied"
+
+
 def phantom_as_dicom(seed: int, index: int, config: PhantomConfig) -> tuple[Any, list[Statement], list[str]]:
     """Phantom ``index`` of ``seed`` written as a DICOM file and read back, its ground truth and sentences."""
     phantom = generate_phantom(seed, index, config)
@@ -207,6 +218,7 @@ def evaluate_checkpoint(
         )
     trained_labels = metadata.get("trained_labels")
     trained = [str(label) for label in trained_labels] if isinstance(trained_labels, list) else None
+    phantoms = settings.phantoms or PhantomConfig(report_style=training_report_style(metadata))
 
     truth: list[list[Statement]] = []
     predicted: list[list[Statement]] = []
@@ -215,7 +227,7 @@ def evaluate_checkpoint(
     dropped = 0
     empty = 0
     for done, index in enumerate(range(settings.start, settings.start + settings.count), start=1):
-        dataset, statements, sentences = phantom_as_dicom(settings.seed, index, settings.phantoms)
+        dataset, statements, sentences = phantom_as_dicom(settings.seed, index, phantoms)
         wall_start, cpu_start = time.perf_counter(), time.process_time()
         if settings.truth_sentences:
             analysis, dropped_here = attend_to_sentences(engine, dataset, sentences)
@@ -251,6 +263,7 @@ def evaluate_checkpoint(
             "device": settings.device,
             "threads": torch.get_num_threads(),
             "truth_sentences": settings.truth_sentences,
+            "report_style": phantoms.report_style,
         },
         labels=labels,
         macro_f1=macro,

@@ -656,7 +656,12 @@ def _phantom_source(records: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(document, dict) or document.get("generator") != "gazex model phantoms":
         return None
-    return {"seed": document.get("seed"), "count": document.get("count"), "manifest": str(manifest)}
+    return {
+        "seed": document.get("seed"),
+        "count": document.get("count"),
+        "report_style": document.get("report_style", "varied"),
+        "manifest": str(manifest),
+    }
 
 
 class TrainingRun:

@@ -42,6 +42,7 @@ def test_phantoms_then_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "wrote 2 phantoms" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 5 and len(manifest["phantoms"]) == 2
+    assert manifest["report_style"] == "varied"
     assert (out / "reflacx" / "main_data" / "metadata_phase_3.csv").is_file()
     assert not (out / "dicom").exists()
 

@@ -11,7 +11,18 @@ import pytest
 
 from gateway.cli import main
 
-SMALL_ROWS = ["--count", "2", "--seed", "4", "--format", "reflacx", "--image-size", "128"]
+SMALL_ROWS = [
+    "--count",
+    "2",
+    "--seed",
+    "4",
+    "--format",
+    "reflacx",
+    "--image-size",
+    "128",
+    "--report-style",
+    "structured",
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +105,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     assert "3/3" in done.stderr  # the progress bar
     metadata = json.loads((out / "gazex.json").read_text())["metadata"]
     assert metadata["seed"] == 7 and metadata["data"]["phantoms"]["seed"] == 4
+    assert metadata["data"]["phantoms"]["report_style"] == "structured"
     assert metadata["command"][:3] == ["gazex", "model", "train"] and "--seed" in metadata["command"]
     assert (tmp_path / "model.training" / "state.pt").is_file()
 
@@ -101,6 +113,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     assert main(["model", "eval", "--model", str(out), "--count", "2", "--seed", "9", "--json", str(report)]) == 0
     results = json.loads(report.read_text())
     assert results["summary"]["images"] == 2 and results["settings"]["seed"] == 9
+    assert results["settings"]["report_style"] == "structured"  # scored against reports worded as trained
     assert results["summary"]["cpu_seconds_per_image"] > 0
     assert {"macro_f1", "observation_iou", "trajectory", "seconds_per_image"} <= results["summary"].keys()
 
@@ -117,6 +130,8 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
                 "--seed",
                 "9",
                 "--truth-sentences",
+                "--report-style",
+                "varied",
                 "--json",
                 str(report),
             ]
@@ -125,6 +140,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     )
     results = json.loads(report.read_text())
     assert results["settings"]["truth_sentences"] is True and results["summary"]["images_without_sentences"] == 0
+    assert results["settings"]["report_style"] == "varied"
 
     # the training seed is not held out
     assert main(["model", "eval", "--model", str(out), "--count", "1", "--seed", "4"]) == 2
