@@ -312,8 +312,8 @@ def _everything_else(report: _Report) -> None:
 # item is stated whether it is present or not, and its positive and negative sentences each have
 # a single opening ("Pleural effusion on the right, small." / "No pleural effusion."), so the
 # words that decide *present* come at one place in the sentence and in one form.  This is how
-# structured-reporting templates read, and what a small model trained from scratch can learn to
-# decide from the image (see MODEL_CARD.md).
+# structured-reporting templates read; the demo model is trained on them, because with free text
+# a greedy decoder's "present" is split across many first words (its MODEL_CARD.md has the figures).
 
 
 def _structured_airway(report: _Report) -> None:
