@@ -99,20 +99,18 @@ def _lands_on(box: Any, truth: Any) -> None:
     assert truth.x0 <= centre.x <= truth.x1 and truth.y0 <= centre.y <= truth.y1, (box, truth)
 
 
+def _obvious_cases(effusion_fails_because: str) -> list[Any]:
+    """A large cardiomegaly (seed 11) and a large effusion (seed 12, a strict xfail for the reason given)."""
+    effusion = pytest.mark.xfail(strict=True, reason=effusion_fails_because)
+    return [("cardiomegaly", 11), pytest.param("pleural_effusion", 12, marks=effusion)]
+
+
 @pytest.mark.parametrize(
     ("kind", "seed"),
-    [
-        ("cardiomegaly", 11),
-        pytest.param(
-            "pleural_effusion",
-            12,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the demo weights box a stated large effusion with a small box at the costophrenic angle: "
-                "the box comes from the sentence, not the image (MODEL_CARD.md, 'Limitations')",
-            ),
-        ),
-    ],
+    _obvious_cases(
+        "the demo weights box a stated large effusion with a small box at the costophrenic angle: "
+        "the box comes from the sentence, not the image (MODEL_CARD.md, 'Limitations')"
+    ),
 )
 def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine: Any, kind: str, seed: int) -> None:
     """The attention stage, given the report's sentence about a large finding, boxes the finding."""
@@ -133,19 +131,11 @@ def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine
 
 @pytest.mark.parametrize(
     ("kind", "seed"),
-    [
-        ("cardiomegaly", 11),
-        pytest.param(
-            "pleural_effusion",
-            12,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the demo weights' vision tower marks effusions, but their language model does not read "
-                "them from the image tokens and writes 'No pleural effusion.' (MODEL_CARD.md, 'Limitations'); a "
-                "checkpoint that reports them makes this pass",
-            ),
-        ),
-    ],
+    _obvious_cases(
+        "the demo weights' vision tower marks effusions, but their language model does not read "
+        "them from the image tokens and writes 'No pleural effusion.' (MODEL_CARD.md, 'Limitations'); a "
+        "checkpoint that reports them makes this pass"
+    ),
 )
 def test_the_demo_model_reports_an_obvious_finding_where_it_is(demo_engine: Any, kind: str, seed: int) -> None:
     """End to end (examine, then attention): a large finding is reported and its box lands on it."""
