@@ -168,6 +168,23 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         help="weight of a loss that reads the image's findings from the language model's state at every "
         "examine answer position (default 0)",
     )
+    optim.add_argument(
+        "--gaze-weight",
+        type=float,
+        default=0.0,
+        help="weight of gaze-supervised attention: while writing a sentence, --gaze-heads heads of every "
+        "language-model layer but the first attend over the image where the reader looked while dictating it "
+        "(its visual clues and observation region; default 0)",
+    )
+    optim.add_argument(
+        "--gaze-heads", type=int, default=1, help="heads per layer that --gaze-weight supervises (default 1)"
+    )
+    optim.add_argument(
+        "--gaze-tasks",
+        default="examine,attention",
+        help="comma-separated answers --gaze-weight supervises: examine (each sentence's tokens), attention "
+        "(the whole answer about its sentence) (default both)",
+    )
     optim.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft) instead of all weights")
     optim.add_argument("--lora-rank", type=int, default=16, help="default 16")
     optim.add_argument("--lora-alpha", type=float, default=32.0, help="default 32")
@@ -238,6 +255,9 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             vision_batch=args.vision_batch,
             grounding_weight=args.grounding_weight,
             presence_weight=args.presence_weight,
+            gaze_weight=args.gaze_weight,
+            gaze_heads=args.gaze_heads,
+            gaze_tasks=tuple(task.strip() for task in args.gaze_tasks.split(",") if task.strip()),
             lora=LoraSettings(args.lora_rank, args.lora_alpha, args.lora_dropout) if args.lora else None,
             seed=args.seed,
             save_every=args.save_every,
@@ -276,6 +296,7 @@ def run_train(args: argparse.Namespace) -> int:
                 attention=f"{report.attention_loss:.3f}",
                 grounding=f"{report.grounding_loss:.3f}",
                 presence=f"{report.presence_loss:.3f}",
+                gaze=f"{report.gaze_loss:.3f}",
                 lr=f"{report.learning_rate:.1e}",
                 refresh=False,
             )
@@ -284,6 +305,8 @@ def run_train(args: argparse.Namespace) -> int:
             grounding = "" if math.isnan(report.grounding_loss) else f", grounding {report.grounding_loss:.4f}"
             if not math.isnan(report.presence_loss):
                 grounding += f", presence {report.presence_loss:.4f}"
+            if not math.isnan(report.gaze_loss):
+                grounding += f", gaze {report.gaze_loss:.4f}"
             print(
                 f"step {report.step}/{report.steps} ({report.phase}): loss {report.loss:.4f} "
                 f"(examine {report.examine_loss:.4f}, attention {report.attention_loss:.4f}{grounding}), "

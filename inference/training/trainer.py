@@ -51,7 +51,7 @@ from inference.config import GAZEX_PROMPTS, GazexConfig, GenerationSettings, Ima
 from inference.engine import InferenceError
 from inference.geometry import CoordinateFrame
 from inference.labeller import label_sentence
-from inference.prompts import PromptEncoder
+from inference.prompts import IM_END, PromptEncoder
 from inference.testing import CheckpointShape, TinyCheckpointOptions, build_tokenizer, make_tiny_checkpoint
 from inference.training.batching import (
     TASK_CODES,
@@ -62,6 +62,7 @@ from inference.training.batching import (
     tokenise_record,
 )
 from inference.training.data import (
+    Task,
     TrainingDataError,
     TrainingRecord,
     corpus,
@@ -71,6 +72,7 @@ from inference.training.data import (
     read_description,
     read_records,
 )
+from inference.training.gaze import answer_gaze_targets, sentence_gaze_maps, sentence_key
 from inference.training.grounding import grounding_labels, token_targets
 from inference.vision_input import ImageProcessing, patchify, resize_for_model, to_uint8
 
@@ -127,6 +129,13 @@ class TrainingSettings:
     # a training-only head reading the image's findings from the language model's hidden state at
     # every examine answer position (so the report is written from the image, not from its prior)
     presence_weight: float = 0.0
+    # gaze-supervised attention (inference.training.gaze): the first gaze_heads heads of every
+    # language-model layer but the first look, over the image, where the reader looked while
+    # dictating the sentence being written (in the examine answers, and in the attention answers,
+    # which are about one sentence each)
+    gaze_weight: float = 0.0
+    gaze_heads: int = 1
+    gaze_tasks: tuple[Task, ...] = ("examine", "attention")
     lora: LoraSettings | None = None
     seed: int = 0
     save_every: int = 100
@@ -153,8 +162,12 @@ class TrainingSettings:
             raise ValueError('Arguments "coordinate_weight" and "examine_weight" must be positive')
         if not (0 <= self.vision_steps < self.steps) or self.vision_batch < 1:
             raise ValueError("vision_steps must be at least 0 and fewer than steps, vision_batch at least 1")
-        if self.grounding_weight < 0 or self.presence_weight < 0:
-            raise ValueError("grounding_weight and presence_weight must be at least 0")
+        if self.grounding_weight < 0 or self.presence_weight < 0 or self.gaze_weight < 0:
+            raise ValueError("grounding_weight, presence_weight and gaze_weight must be at least 0")
+        if self.gaze_heads < 1:
+            raise ValueError('Argument "gaze_heads" must be at least 1')
+        if not self.gaze_tasks or set(self.gaze_tasks) - set(TASK_CODES):
+            raise ValueError(f'Argument "gaze_tasks" must be some of {", ".join(TASK_CODES)}')
         if self.vision_steps and self.freeze_vision:
             raise ValueError("vision_steps trains the vision tower; it cannot be combined with freeze_vision")
         if self.save_dtype not in ("float32", "bfloat16", "float16"):
@@ -179,6 +192,9 @@ class TrainingSettings:
             "vision_batch",
             "grounding_weight",
             "presence_weight",
+            "gaze_weight",
+            "gaze_heads",
+            "gaze_tasks",
             "seed",
         )
         document = {key: getattr(self, key) for key in keep}
@@ -204,6 +220,7 @@ class Progress:
     seconds: float
     grounding_loss: float = math.nan
     presence_loss: float = math.nan
+    gaze_loss: float = math.nan
     phase: str = "language"
 
 
@@ -407,10 +424,17 @@ class _Model:
         return getattr(output, "pooler_output", output)
 
     def loss(
-        self, batch: MicroBatch, pixel_values: npt.NDArray[np.float32], grid: npt.NDArray[np.int64]
-    ) -> tuple[Any, Any, Any]:
-        """Per-target cross-entropy (unweighted), shape (N,), the image tokens, and the language
-        model's last hidden state at each target's position, (N, hidden)."""
+        self,
+        batch: MicroBatch,
+        pixel_values: npt.NDArray[np.float32],
+        grid: npt.NDArray[np.int64],
+        *,
+        attentions: bool = False,
+    ) -> tuple[Any, Any, Any, Any]:
+        """Per-target cross-entropy (unweighted), shape (N,), the image tokens, the language
+        model's last hidden state at each target's position, (N, hidden), and with
+        ``attentions`` the suffix's attention weights per layer, (rows, heads, suffix, prefix +
+        suffix) each (else None; they need the eager attention, :meth:`eager_text_attention`)."""
         from transformers import DynamicCache
 
         torch = self.torch
@@ -430,17 +454,51 @@ class _Model:
         )
         if plan.batch_size > 1:
             cache.batch_repeat_interleave(plan.batch_size)
-        hidden = self.text(
+        output = self.text(
             inputs_embeds=embed(tensor(plan.suffix_ids)),
             position_ids=tensor(plan.suffix_positions),
             attention_mask=tensor(plan.attention_mask),
             use_cache=True,
+            output_attentions=attentions,
             **{self.cache_argument: cache},
-        ).last_hidden_state
-        selected = hidden[tensor(batch.target_rows), tensor(batch.target_positions)]
+        )
+        selected = output.last_hidden_state[tensor(batch.target_rows), tensor(batch.target_positions)]
         logits = self.lm_head(selected).float()
         losses = torch.nn.functional.cross_entropy(logits, tensor(batch.target_ids), reduction="none")
-        return losses, image, selected
+        weights = output.attentions if attentions else None
+        if attentions and (not weights or any(w is None for w in weights)):
+            raise TrainingError("the language model returned no attention weights; use eager attention")
+        return losses, image, selected, weights
+
+    def eager_text_attention(self) -> None:
+        """Make the language model compute its attention weights explicitly (so they can be read
+        and supervised); the vision tower keeps its own implementation."""
+        self.text.config._attn_implementation = "eager"
+
+    def gaze_loss(
+        self,
+        weights: Sequence[Any],
+        batch: MicroBatch,
+        targets: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
+        heads: int,
+    ) -> Any:
+        """Cross-entropy between the gaze maps and the supervised heads' attention over the image
+        tokens (renormalised there), minus the maps' entropy (so 0 when they agree), averaged over
+        the supervised positions, heads and layers (all but the first)."""
+        torch = self.torch
+        indices, maps = targets
+        rows = self.tensor(batch.target_rows[indices])
+        positions = self.tensor(batch.target_positions[indices])
+        image = batch.plan.image_slice
+        target = self.tensor(maps)[:, None, :]
+        entropy = -(target * torch.log(target.clamp_min(1e-12))).sum(-1)
+        total = []
+        for layer in weights[1:]:
+            attention = layer[rows, :heads, positions][..., image.start : image.stop].float()
+            attention = attention / attention.sum(-1, keepdim=True).clamp_min(1e-12)
+            cross = -(target * torch.log(attention.clamp_min(1e-12))).sum(-1)
+            total.append((cross - entropy).mean())
+        return torch.stack(total).mean()
 
 
 @dataclass
@@ -453,6 +511,8 @@ class _ImageData:
     source_shape: tuple[int, int]  # rows, columns of the image the records' coordinates refer to
     tokens: dict[int, TokenisedRecord] = field(default_factory=dict)
     targets: npt.NDArray[np.float32] | None = None  # grounding targets, made on first use
+    gaze_maps: dict[str, npt.NDArray[np.float32]] | None = None  # per sentence, made on first use
+    gaze: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = field(default_factory=dict)
 
 
 class _Data:
@@ -489,18 +549,58 @@ class _Data:
         """The image's per-token grounding targets (:mod:`inference.training.grounding`)."""
         data = self.image(index)
         if data.targets is None:
-            m = self.processing.merge_size
-            grid = (int(data.grid[0, 1]) // m, int(data.grid[0, 2]) // m)
             rows, columns = data.source_shape
-            data.targets = token_targets(data.records, self.grounding, self.frame, rows, columns, grid)
+            data.targets = token_targets(data.records, self.grounding, self.frame, rows, columns, self._grid(data))
         return data.targets
+
+    def _grid(self, data: _ImageData) -> tuple[int, int]:
+        m = self.processing.merge_size
+        return int(data.grid[0, 1]) // m, int(data.grid[0, 2]) // m
+
+    def gaze_targets(
+        self, index: int, records: Sequence[TrainingRecord]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The supervised targets of a micro-batch of ``records`` (in its order) and their gaze
+        maps (:mod:`inference.training.gaze`), for the ``gaze_tasks``: the examine answers' tokens
+        whose sentence has a map, and every target of an attention record whose sentence has one."""
+        data = self.image(index)
+        if data.gaze_maps is None:
+            rows, columns = data.source_shape
+            data.gaze_maps = sentence_gaze_maps(data.records, self.frame, rows, columns, self._grid(data))
+        indices, maps, offset = [], [], 0
+        for record in records:
+            count = data.tokens[record.index].target_count
+            found = data.gaze.get(record.index)
+            if found is None and record.task in self.settings.gaze_tasks:
+                if record.task == "examine":
+                    encoded = self.tokenizer.encode(record.answer + IM_END, add_special_tokens=False)
+                    starts = [start for start, _ in encoded.offsets]
+                    found = answer_gaze_targets(record.answer, starts, data.gaze_maps)
+                else:
+                    sentence_map = data.gaze_maps.get(sentence_key(record.sentence or ""))
+                    found = (
+                        (np.arange(count, dtype=np.int64), np.tile(sentence_map, (count, 1)))
+                        if sentence_map is not None
+                        else (np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+                    )
+                data.gaze[record.index] = found
+            if found is not None and len(found[0]):
+                indices.append(found[0] + offset)
+                maps.append(found[1])
+            offset += count
+        if not indices:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(indices), np.concatenate(maps)
 
     def vision_batch(self, indices: Sequence[int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """The images' patches and grids, concatenated as the vision tower takes several images."""
         patched = [patchify(self.image(index).pixels, self.processing) for index in indices]
         return np.concatenate([p for p, _ in patched]), np.concatenate([g for _, g in patched])
 
-    def micro_batch(self, index: int, rng: np.random.Generator) -> tuple[MicroBatch, npt.NDArray[np.float32], Any]:
+    def micro_batch(
+        self, index: int, rng: np.random.Generator
+    ) -> tuple[MicroBatch, npt.NDArray[np.float32], Any, list[TrainingRecord]]:
+        """The image's batch of this visit, its patches and grid, and the records in the batch's order."""
         data = self.image(index)
         image_tokens = int(data.grid[0].prod()) // (self.processing.merge_size**2)
         rows = choose_rows(data.records, self.settings.attention_rows, rng)
@@ -520,7 +620,7 @@ class _Data:
                 data.tokens[record.index] = cached
             tokenised.append(cached)
         pixel_values, grid = patchify(data.pixels, self.processing)
-        return plan_micro_batch(tokenised, grid, self.spec), pixel_values, grid
+        return plan_micro_batch(tokenised, grid, self.spec), pixel_values, grid, rows
 
 
 # -- state ---------------------------------------------------------------------------------------
@@ -695,6 +795,8 @@ class TrainingRun:
         model.train()
         self.model = model
         self.wrapper = _Model(model)
+        if settings.gaze_weight:
+            self._prepare_gaze()
         # training-only linear read-outs (not part of the checkpoint): of the image tokens, and of
         # the language model's hidden states at the examine answer's positions
         self.grounding_head = self.presence_head = None
@@ -742,7 +844,18 @@ class TrainingRun:
             "attention": [],
             "grounding": [],
             "presence": [],
+            "gaze": [],
         }
+
+    def _prepare_gaze(self) -> None:
+        text = self.model.config.text_config
+        heads, layers = int(text.num_attention_heads), int(text.num_hidden_layers)
+        if self.settings.gaze_heads > heads or layers < 2:
+            raise TrainingError(
+                f"--gaze-heads {self.settings.gaze_heads}: the language model has {heads} attention heads and "
+                f"{layers} layers; gaze supervision needs at most that many heads and at least 2 layers"
+            )
+        self.wrapper.eager_text_attention()
 
     def _restore(self, state: dict[str, Any]) -> None:
         missing = set(_trainable(self.model)) - set(state["model"])
@@ -812,14 +925,27 @@ class TrainingRun:
         settings = self.settings
         self.optimizer.zero_grad(set_to_none=True)
         sums = dict.fromkeys(
-            ("loss", "examine", "examine_n", "attention", "attention_n", "grounding", "presence", "presence_n"), 0.0
+            (
+                "loss",
+                *("examine", "examine_n", "attention", "attention_n"),
+                *("grounding", "presence", "presence_n", "gaze", "gaze_n"),
+            ),
+            0.0,
         )
         for _ in range(settings.gradient_accumulation):
             index, rng = self.cursor.next()
-            batch, pixel_values, grid = self.data.micro_batch(index, rng)
-            losses, image, hidden = self.wrapper.loss(batch, pixel_values, grid)
+            batch, pixel_values, grid, rows = self.data.micro_batch(index, rng)
+            gazing = settings.gaze_weight > 0
+            losses, image, hidden, attentions = self.wrapper.loss(batch, pixel_values, grid, attentions=gazing)
             weights = torch.from_numpy(batch.target_weights).to(losses.device)
             loss = (losses * weights).sum() / weights.sum()
+            if gazing:
+                targets = self.data.gaze_targets(index, rows)
+                if len(targets[0]):
+                    gaze = self.wrapper.gaze_loss(attentions, batch, targets, settings.gaze_heads)
+                    sums["gaze"] += float(gaze.detach())
+                    sums["gaze_n"] += 1.0
+                    loss = loss + settings.gaze_weight * gaze
             if settings.grounding_weight:
                 grounding = self.grounding_loss(image, [index])
                 sums["grounding"] += float(grounding.detach()) / settings.gradient_accumulation
@@ -869,7 +995,7 @@ class TrainingRun:
 
         keep = settings.log_every
         self.window["loss"] = [*self.window["loss"][-keep + 1 :], sums["loss"]]
-        for task in ("examine", "attention", "grounding", "presence"):
+        for task in ("examine", "attention", "grounding", "presence", "gaze"):
             if sums.get(f"{task}_n"):
                 self.window[task] = [*self.window[task][-keep + 1 :], sums[task] / sums[f"{task}_n"]]
         report = Progress(
@@ -880,6 +1006,7 @@ class TrainingRun:
             attention_loss=float(np.mean(self.window["attention"] or [math.nan])),
             grounding_loss=float(np.mean(self.window["grounding"] or [math.nan])),
             presence_loss=float(np.mean(self.window["presence"] or [math.nan])),
+            gaze_loss=float(np.mean(self.window["gaze"] or [math.nan])),
             phase=phase,
             learning_rate=float(self.scheduler.get_last_lr()[0]),
             images=self.images_seen,

@@ -87,13 +87,27 @@ TINY = [
     "--max-new-tokens-attention",
     "24",
 ]
+GAZE = ["--gaze-weight", "1", "--gaze-heads", "2", "--gaze-tasks", "examine"]
 
 
 def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     # a real process, so the recorded command is the one typed
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "model", "train", str(records), "--out", str(out), *TINY, "--seed", "7"],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "model",
+            "train",
+            str(records),
+            "--out",
+            str(out),
+            *TINY,
+            "--seed",
+            "7",
+            *GAZE,
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -101,10 +115,11 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}: 3 steps" in done.stdout
-    assert "step 3/3 (language): loss" in done.stdout
+    assert "step 3/3 (language): loss" in done.stdout and ", gaze " in done.stdout
     assert "3/3" in done.stderr  # the progress bar
     metadata = json.loads((out / "gazex.json").read_text())["metadata"]
     assert metadata["seed"] == 7 and metadata["data"]["phantoms"]["seed"] == 4
+    assert metadata["settings"]["gaze_weight"] == 1.0 and metadata["settings"]["gaze_tasks"] == ["examine"]
     assert metadata["data"]["phantoms"]["report_style"] == "structured"
     assert metadata["command"][:3] == ["gazex", "model", "train"] and "--seed" in metadata["command"]
     assert (tmp_path / "model.training" / "state.pt").is_file()
@@ -156,6 +171,8 @@ def test_train_explains_bad_starts(records: Path, tmp_path: Path, capsys: pytest
     assert "--work-dir must not be --out or inside it" in capsys.readouterr().err
     assert main(["model", "train", str(records), "--out", str(out), *TINY, "--coordinates", "pixels"]) == 2
     assert "--coordinates" in capsys.readouterr().err
+    assert main(["model", "train", str(records), "--out", str(out), *TINY, "--gaze-tasks", "report"]) == 2
+    assert "invalid training options" in capsys.readouterr().err
     assert main(["model", "train", str(records), "--out", str(out), "--base", str(tmp_path / "absent")]) == 2
     assert "no such checkpoint directory" in capsys.readouterr().err
 

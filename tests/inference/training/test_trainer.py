@@ -257,3 +257,53 @@ def torch_equal(a: object, b: object) -> bool:
 
     assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
     return bool(torch.equal(a, b))
+
+
+def test_gaze_supervision_reads_the_language_models_attention_and_moves_it(records: Path, tmp_path: Path) -> None:
+    import torch
+
+    from inference.training.trainer import TrainingRun
+
+    run = TrainingRun(_settings(records, tmp_path, gaze_weight=1.0, gaze_heads=2, learning_rate=1e-2), None)
+    batch, pixel_values, grid, rows = run.data.micro_batch(0, np.random.default_rng(0))
+    indices, maps = run.data.gaze_targets(0, rows)
+    tasks = batch.target_tasks[indices]
+    assert set(tasks.tolist()) == {0, 1}  # the examine answer's sentences and the attention answers
+    attention = batch.target_tasks == 1
+    assert set(np.flatnonzero(attention).tolist()) <= set(indices.tolist())  # every attention target
+    np.testing.assert_allclose(maps.sum(axis=1), 1.0, rtol=1e-5)
+    examine_only = TrainingRun(_settings(records, tmp_path / "examine", gaze_weight=1.0, gaze_tasks=("examine",)), None)
+    same, _, _, same_rows = examine_only.data.micro_batch(0, np.random.default_rng(0))
+    chosen, _ = examine_only.data.gaze_targets(0, same_rows)
+    assert len(chosen) and (same.target_tasks[chosen] == 0).all()
+    assert maps.shape[1] == batch.plan.image_slice.stop - batch.plan.image_slice.start
+
+    with torch.no_grad():
+        eager, _, _, weights = run.wrapper.loss(batch, pixel_values, grid, attentions=True)
+        run.model.model.language_model.config._attn_implementation = "sdpa"
+        plain = run.wrapper.loss(batch, pixel_values, grid)
+        run.wrapper.eager_text_attention()
+    assert plain[3] is None and len(weights) == TINY_SHAPE.num_hidden_layers
+    torch.testing.assert_close(eager, plain[0], rtol=1e-4, atol=1e-5)  # reading the weights changes nothing
+
+    def gaze() -> float:
+        with torch.no_grad():
+            attentions = run.wrapper.loss(batch, pixel_values, grid, attentions=True)[3]
+            return float(run.wrapper.gaze_loss(attentions, batch, (indices, maps), 2))
+
+    before = gaze()
+    report = run.run_step()
+    assert np.isfinite(report.gaze_loss) and report.gaze_loss >= 0
+    for _ in range(6):  # the supervision alone, on this one image
+        run.optimizer.zero_grad()
+        attentions = run.wrapper.loss(batch, pixel_values, grid, attentions=True)[3]
+        run.wrapper.gaze_loss(attentions, batch, (indices, maps), 2).backward()
+        run.optimizer.step()
+    assert gaze() < before
+
+    with pytest.raises(TrainingError, match="gaze-heads"):
+        TrainingRun(_settings(records, tmp_path / "too-many", gaze_weight=1.0, gaze_heads=99), None)
+    with pytest.raises(ValueError, match="gaze_heads"):
+        _settings(records, tmp_path, gaze_heads=0)
+    with pytest.raises(ValueError, match="gaze_tasks"):
+        _settings(records, tmp_path, gaze_tasks=("report",))
