@@ -181,9 +181,9 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     optim.add_argument(
         "--gaze-tasks",
-        default="examine,attention",
+        default="examine",
         help="comma-separated answers --gaze-weight supervises: examine (each sentence's tokens), attention "
-        "(the whole answer about its sentence) (default both)",
+        "(the whole answer about its sentence) (default examine)",
     )
     optim.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft) instead of all weights")
     optim.add_argument("--lora-rank", type=int, default=16, help="default 16")

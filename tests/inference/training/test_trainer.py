@@ -264,7 +264,10 @@ def test_gaze_supervision_reads_the_language_models_attention_and_moves_it(recor
 
     from inference.training.trainer import TrainingRun
 
-    run = TrainingRun(_settings(records, tmp_path, gaze_weight=1.0, gaze_heads=2, learning_rate=1e-2), None)
+    both = ("examine", "attention")
+    run = TrainingRun(
+        _settings(records, tmp_path, gaze_weight=1.0, gaze_heads=2, gaze_tasks=both, learning_rate=1e-2), None
+    )
     batch, pixel_values, grid, rows = run.data.micro_batch(0, np.random.default_rng(0))
     indices, maps = run.data.gaze_targets(0, rows)
     tasks = batch.target_tasks[indices]
@@ -272,7 +275,7 @@ def test_gaze_supervision_reads_the_language_models_attention_and_moves_it(recor
     attention = batch.target_tasks == 1
     assert set(np.flatnonzero(attention).tolist()) <= set(indices.tolist())  # every attention target
     np.testing.assert_allclose(maps.sum(axis=1), 1.0, rtol=1e-5)
-    examine_only = TrainingRun(_settings(records, tmp_path / "examine", gaze_weight=1.0, gaze_tasks=("examine",)), None)
+    examine_only = TrainingRun(_settings(records, tmp_path / "examine", gaze_weight=1.0), None)  # the default
     same, _, _, same_rows = examine_only.data.micro_batch(0, np.random.default_rng(0))
     chosen, _ = examine_only.data.gaze_targets(0, same_rows)
     assert len(chosen) and (same.target_tasks[chosen] == 0).all()
