@@ -26,19 +26,21 @@ OUT="inference/checkpoints/gazex-demo"
     --attention-prompt "Locate '{sentence}'"
 
 # 3. Training from scratch (about 5 M parameters): first 1500 steps of the vision tower alone on dense
-#    grounding targets (16 images each; inference/training/grounding.py), then 7000 steps of one image's
-#    examine and attention records each, with the grounding loss kept on beside the language loss
+#    grounding targets (16 images each; inference/training/grounding.py), then 9500 steps of one image's
+#    examine and attention records each, with the grounding loss kept on beside the language loss and the
+#    language model's attention supervised by the reader's gaze (inference/training/gaze.py)
 "$GAZEX" model train "$WORK/records/records.json" --from-scratch \
     --out "$OUT" --work-dir "$WORK/work" \
     --hidden-size 256 --layers 4 --heads 4 --kv-heads 2 --intermediate-size 768 \
     --vision-depth 4 --vision-dim 128 --vision-heads 2 --vocab-size 768 --rope-theta 10000 \
     --min-pixels 3136 --max-pixels 28224 \
     --max-new-tokens-examine 160 --max-new-tokens-attention 96 \
-    --steps 8500 --vision-steps 1500 --vision-batch 16 --grounding-weight 2 --presence-weight 1 \
+    --steps 11000 --vision-steps 1500 --vision-batch 16 --grounding-weight 2 --presence-weight 1 \
     --lr 2e-3 --min-lr-ratio 0.05 --warmup 200 \
     --attention-rows 2 --examine-weight 2 --coordinate-weight 2 \
+    --gaze-weight 2 --gaze-heads 4 --gaze-tasks examine \
     --seed 0 --threads 1 --save-every 250 --log-every 50 --no-progress \
-    --name gazex-demo --version 0.3.0 \
+    --name gazex-demo --version 0.4.0 \
     --description "Demo weights trained on synthetic phantoms by gazex model train. Not GazeX's weights; not for clinical use."
 
 # 4. Held-out evaluation (another seed), through the runtime on DICOM files

@@ -35,11 +35,11 @@ CI_COUNT = 12
 MACRO_F1_FLOOR = 0.7
 OBSERVATION_IOU_FLOOR = 0.45
 # what these weights measure on the CI set, less a margin (regression floors; see MODEL_CARD.md)
-PIPELINE_MACRO_F1_FLOOR = 0.28  # measured 0.341 (cardiomegaly, consolidation and no_finding reported from the image)
-PIPELINE_OBSERVATION_IOU_FLOOR = 0.4  # measured 0.492 (heart boxes on the heart; consolidation boxes elsewhere)
-PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.93  # measured 0.955
-LOCATED_IOU_FLOOR = 0.3  # measured 0.361
-LOCATED_CENTRED_COSINE_FLOOR = 0.6  # measured 0.656
+PIPELINE_MACRO_F1_FLOOR = 0.55  # measured 0.662 (cardiomegaly, consolidation, effusion, pneumothorax reported)
+PIPELINE_OBSERVATION_IOU_FLOOR = 0.3  # measured 0.358 (heart boxes on the heart; the others mostly beside theirs)
+PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.93  # measured 0.962
+LOCATED_IOU_FLOOR = 0.27  # measured 0.317
+LOCATED_CENTRED_COSINE_FLOOR = 0.65  # measured 0.720
 
 
 def test_the_demo_checkpoint_is_bundled_small_and_labelled_as_demo_weights() -> None:
@@ -132,9 +132,8 @@ def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine
 @pytest.mark.parametrize(
     ("kind", "seed"),
     _obvious_cases(
-        "the demo weights' vision tower marks effusions, but their language model does not read "
-        "them from the image tokens and writes 'No pleural effusion.' (MODEL_CARD.md, 'Limitations'); a "
-        "checkpoint that reports them makes this pass"
+        "the demo weights report this large effusion but box the other side: the box follows the sentence's "
+        "wording, not the image (MODEL_CARD.md, 'Limitations'); a checkpoint that localises effusions makes this pass"
     ),
 )
 def test_the_demo_model_reports_an_obvious_finding_where_it_is(demo_engine: Any, kind: str, seed: int) -> None:
@@ -165,9 +164,9 @@ def ci_evaluations() -> dict[str, Any]:
 @pytest.mark.slow  # 2 x 12 phantoms rendered at native size and analysed: about a minute on two shared cores
 @pytest.mark.xfail(
     strict=True,
-    reason="the demo weights do not meet issue 7's targets (macro F1 0.264 on 200 held-out phantoms: only "
-    "cardiomegaly and consolidation are reported from the image; MODEL_CARD.md); a checkpoint that does makes "
-    "this pass",
+    reason="the demo weights do not meet issue 7's targets (macro F1 0.538, observation IoU 0.298 on 200 held-out "
+    "phantoms: tubes, lines and most nodules and masses are not reported, boxes other than the heart's miss; "
+    "MODEL_CARD.md); a checkpoint that does makes this pass",
 )
 def test_the_demo_checkpoint_stays_above_the_floors_of_the_targets(ci_evaluations: dict[str, Any]) -> None:
     result = ci_evaluations["pipeline"]
