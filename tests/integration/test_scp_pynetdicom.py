@@ -26,6 +26,7 @@ from gateway.dicom.header import InstanceHeader
 from gateway.runtime import GatewayRuntime
 from gateway.spool import spool as spool_module
 from tests.ingest_support import (
+    associate_expecting_rejection,
     dataset_bytes,
     index_rows,
     node_settings,
@@ -199,7 +200,7 @@ def test_an_unknown_caller_is_rejected_permanently(tmp_path: Path, free_port: Ca
         tmp_path / "data", free_port(), dicom={"allowed_callers": [{"ae_title": "PACS", "host": "127.0.0.1"}]}
     )
     with running_node(settings) as runtime:
-        rejected = scu("INTRUDER").associate(*address(runtime), ae_title="GAZEX")
+        rejected = associate_expecting_rejection(scu("INTRUDER"), *address(runtime), ae_title="GAZEX")
         assert rejected.is_rejected
         assert rejection_of(rejected) == (0x01, 0x01, 0x03)
         allowed = scu("PACS").associate(*address(runtime), ae_title="GAZEX")
@@ -208,7 +209,7 @@ def test_an_unknown_caller_is_rejected_permanently(tmp_path: Path, free_port: Ca
 
 
 def test_a_wrong_called_ae_title_is_rejected_permanently(node: GatewayRuntime) -> None:
-    rejected = scu().associate(*address(node), ae_title="NOT_GAZEX")
+    rejected = associate_expecting_rejection(scu(), *address(node), ae_title="NOT_GAZEX")
     assert rejected.is_rejected
     assert rejection_of(rejected) == (0x01, 0x01, 0x07)
 
@@ -218,7 +219,7 @@ def test_beyond_the_maximum_associations_is_rejected_transiently(tmp_path: Path,
     with running_node(settings) as runtime:
         held = [scu().associate(*address(runtime), ae_title="GAZEX") for _ in range(2)]
         assert all(assoc.is_established for assoc in held)
-        rejected = scu().associate(*address(runtime), ae_title="GAZEX")
+        rejected = associate_expecting_rejection(scu(), *address(runtime), ae_title="GAZEX")
         assert rejected.is_rejected
         assert rejection_of(rejected) == (0x02, 0x03, 0x02)
         held[0].release()
