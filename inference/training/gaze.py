@@ -32,6 +32,7 @@ from inference.geometry import CoordinateFrame, ModelRegion
 from inference.parsing import parse_attention
 from inference.sentences import split_sentences
 from inference.training.data import TrainingRecord
+from inference.training.grounding import cell_coverage, centre_cell
 
 #: The observation region (the finding itself) weighs this much more, per cell, than the clues.
 OBSERVATION_WEIGHT = 2.0
@@ -43,22 +44,16 @@ def sentence_key(sentence: str) -> str:
 
 
 def _cover(cells: npt.NDArray[np.float64], region: ModelRegion, to_x: float, to_y: float, weight: float) -> None:
-    """Add ``weight`` times the fraction of each cell that ``region`` covers (in cell units)."""
+    """Add ``weight`` times the fraction of each cell that ``region`` covers (model units -> cells
+    by ``to_x``, ``to_y``); a degenerate or out-of-image region marks the cell under its centre."""
     rows, columns = cells.shape
     x0, x1 = sorted((region.x0 * to_x, region.x1 * to_x))
     y0, y1 = sorted((region.y0 * to_y, region.y1 * to_y))
-    covered = False
-    for row in range(max(0, int(np.floor(y0))), min(rows, int(np.ceil(y1)))):
-        height = min(y1, row + 1) - max(y0, row)
-        for col in range(max(0, int(np.floor(x0))), min(columns, int(np.ceil(x1)))):
-            width = min(x1, col + 1) - max(x0, col)
-            if width > 0 and height > 0:
-                cells[row, col] += weight * width * height
-                covered = True
-    if not covered:  # a degenerate or out-of-image region still marks the cell under its centre
-        row = min(rows - 1, max(0, int(np.floor(region.cy * to_y))))
-        col = min(columns - 1, max(0, int(np.floor(region.cx * to_x))))
-        cells[row, col] += weight
+    coverage = cell_coverage(rows, columns, (x0, y0, x1, y1))
+    if coverage.any():
+        cells += weight * coverage
+    else:
+        cells[centre_cell(rows, columns, (region.cx * to_x, region.cy * to_y))] += weight
 
 
 def sentence_gaze_maps(

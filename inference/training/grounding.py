@@ -50,6 +50,26 @@ def grounding_labels(records: Sequence[TrainingRecord]) -> list[str]:
     return sorted({label for record in records if (label := _present_label(record)) is not None})
 
 
+def cell_coverage(rows: int, columns: int, box: tuple[float, float, float, float]) -> npt.NDArray[np.float64]:
+    """The fraction of each cell of a ``rows`` x ``columns`` grid that ``box`` (x0, y0, x1, y1, in
+    cell units, ordered) covers."""
+    coverage = np.zeros((rows, columns), dtype=np.float64)
+    x0, y0, x1, y1 = box
+    for row in range(max(0, math.floor(y0)), min(rows, math.ceil(y1))):
+        height = min(y1, row + 1) - max(y0, row)
+        for col in range(max(0, math.floor(x0)), min(columns, math.ceil(x1))):
+            width = min(x1, col + 1) - max(x0, col)
+            if width > 0 and height > 0:
+                coverage[row, col] = width * height
+    return coverage
+
+
+def centre_cell(rows: int, columns: int, centre: tuple[float, float]) -> tuple[int, int]:
+    """The grid cell under a point (in cell units), clamped to the grid: (row, column)."""
+    cx, cy = centre
+    return min(rows - 1, max(0, math.floor(cy))), min(columns - 1, max(0, math.floor(cx)))
+
+
 def _cover(
     targets: npt.NDArray[np.float32],
     column: int,
@@ -58,16 +78,8 @@ def _cover(
 ) -> None:
     """Mark the cells of ``targets[:, :, column]`` that the box (in cell units) covers."""
     rows, columns = targets.shape[:2]
-    x0, y0, x1, y1 = box
-    for row in range(max(0, math.floor(y0)), min(rows, math.ceil(y1))):
-        height = min(y1, row + 1) - max(y0, row)
-        for col in range(max(0, math.floor(x0)), min(columns, math.ceil(x1))):
-            width = min(x1, col + 1) - max(x0, col)
-            if width > 0 and height > 0 and width * height >= MIN_COVERAGE:
-                targets[row, col, column] = 1.0
-    cx, cy = centre
-    row, col = min(rows - 1, max(0, math.floor(cy))), min(columns - 1, max(0, math.floor(cx)))
-    targets[row, col, column] = 1.0
+    targets[cell_coverage(rows, columns, box) >= MIN_COVERAGE, column] = 1.0
+    targets[(*centre_cell(rows, columns, centre), column)] = 1.0
 
 
 def token_targets(

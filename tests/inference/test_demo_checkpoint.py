@@ -108,8 +108,8 @@ def _obvious_cases(effusion_fails_because: str) -> list[Any]:
 @pytest.mark.parametrize(
     ("kind", "seed"),
     _obvious_cases(
-        "the demo weights box a stated large effusion with a small box at the costophrenic angle: "
-        "the box comes from the sentence, not the image (MODEL_CARD.md, 'Limitations')"
+        "the demo weights box a stated large effusion with a narrow box at the lateral costophrenic angle "
+        "(IoU 0.23): the box comes from the sentence, not the image (MODEL_CARD.md, 'Limitations')"
     ),
 )
 def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine: Any, kind: str, seed: int) -> None:
