@@ -146,6 +146,12 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument(
         "--examine-weight", type=float, default=1.0, help="loss weight of the examine answers' tokens (default 1)"
     )
+    optim.add_argument(
+        "--decision-weight",
+        type=float,
+        default=1.0,
+        help="times the examine weight, for the first token of each examine sentence (default 1)",
+    )
     optim.add_argument("--freeze-vision", action="store_true", help="do not train the vision tower")
     optim.add_argument(
         "--vision-steps",
@@ -250,6 +256,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             attention_rows=args.attention_rows,
             coordinate_weight=args.coordinate_weight,
             examine_weight=args.examine_weight,
+            decision_weight=args.decision_weight,
             freeze_vision=args.freeze_vision,
             vision_steps=args.vision_steps,
             vision_batch=args.vision_batch,

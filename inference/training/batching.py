@@ -24,6 +24,7 @@ import numpy.typing as npt
 from inference.generation import IntArray, PrefixPlan, TokenSpec, plan_shared_prefix
 from inference.prompts import IM_END, PromptEncoder, render_chat
 from inference.training.data import Task, TrainingRecord
+from inference.training.gaze import sentence_spans
 
 TASK_CODES: dict[Task, int] = {"examine": 0, "attention": 1}
 DIGITS = frozenset("0123456789")
@@ -62,24 +63,45 @@ def tokenise_record(
     *,
     coordinate_weight: float = 1.0,
     examine_weight: float = 1.0,
+    decision_weight: float = 1.0,
     digit_ids: Collection[int] = frozenset(),
 ) -> TokenisedRecord:
     """The token ids of ``record`` and the weight of each target token.
 
-    Examine answers' tokens weigh ``examine_weight``; digit tokens of attention answers (the
-    coordinates) weigh ``coordinate_weight``; every other target weighs 1.
+    Examine answers' tokens weigh ``examine_weight``, and the first token of each of their
+    sentences (:func:`sentence_first_tokens`) ``decision_weight`` times that; digit tokens of
+    attention answers (the coordinates) weigh ``coordinate_weight``; every other target weighs 1.
     """
     rendered = render_chat(record.user, assistant_text=record.answer)
     if not rendered.startswith(render_chat(record.user)):
         raise AssertionError("render_chat must render the generation prompt as the prefix of a training example")
     prompt = encoder.encode_chat(record.user, image_tokens)
-    answer = tuple(tokenizer.encode(record.answer + IM_END, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+    encoded = tokenizer.encode(record.answer + IM_END, add_special_tokens=False)  # type: ignore[attr-defined]
+    answer = tuple(encoded.ids)
     weights = np.full(len(answer), examine_weight if record.task == "examine" else 1.0, dtype=np.float32)
+    if record.task == "examine" and decision_weight != 1.0:
+        first = sentence_first_tokens(record.answer, [end for _, end in encoded.offsets])
+        weights[first] *= decision_weight
     if record.task == "attention" and coordinate_weight != 1.0:
         for position, token in enumerate(answer):
             if token in digit_ids:
                 weights[position] = coordinate_weight
     return TokenisedRecord(prompt + answer, len(prompt), weights, record.task)
+
+
+def sentence_first_tokens(answer: str, token_ends: Sequence[int]) -> IntArray:
+    """The index of the token that opens each of ``answer``'s sentences: the first token ending
+    after the sentence starts (a byte-level token holds the space before a word, so it may start
+    before the sentence does).  In a structured report this is the token where a positive and a
+    negative statement part ("ĠPleural" / "ĠNo"), so it carries the finding's decision.
+    ``token_ends`` is each token's end offset in ``answer``."""
+    ends = np.asarray(token_ends, dtype=np.int64)
+    found: list[int] = []
+    for start, _, _ in sentence_spans(answer):
+        index = int(np.searchsorted(ends, start, side="right"))
+        if index < len(ends) and (not found or found[-1] != index):
+            found.append(index)
+    return np.asarray(found, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,10 @@ class TrainingSettings:
     attention_rows: int | None = None  # attention records per image visit; None: all
     coordinate_weight: float = 1.0
     examine_weight: float = 1.0
+    # the first token of each examine sentence (where "present" and "absent" part) weighs this many
+    # times the other examine tokens: the few tokens that carry the findings, among many that follow
+    # the template
+    decision_weight: float = 1.0
     freeze_vision: bool = False
     # dense grounding (inference.training.grounding): a training-only head on the image tokens
     vision_steps: int = 0  # first steps train the vision tower alone, vision_batch images each
@@ -158,8 +162,8 @@ class TrainingSettings:
             raise ValueError("the learning rate must be positive, its minimum ratio in [0, 1], warm-up >= 0")
         if self.attention_rows is not None and self.attention_rows < 0:
             raise ValueError('Argument "attention_rows" must be at least 0')
-        if self.coordinate_weight <= 0 or self.examine_weight <= 0:
-            raise ValueError('Arguments "coordinate_weight" and "examine_weight" must be positive')
+        if self.coordinate_weight <= 0 or self.examine_weight <= 0 or self.decision_weight <= 0:
+            raise ValueError('Arguments "coordinate_weight", "examine_weight" and "decision_weight" must be positive')
         if not (0 <= self.vision_steps < self.steps) or self.vision_batch < 1:
             raise ValueError("vision_steps must be at least 0 and fewer than steps, vision_batch at least 1")
         if self.grounding_weight < 0 or self.presence_weight < 0 or self.gaze_weight < 0:
@@ -187,6 +191,7 @@ class TrainingSettings:
             "attention_rows",
             "coordinate_weight",
             "examine_weight",
+            "decision_weight",
             "freeze_vision",
             "vision_steps",
             "vision_batch",
@@ -615,6 +620,7 @@ class _Data:
                     image_tokens,
                     coordinate_weight=self.settings.coordinate_weight,
                     examine_weight=self.settings.examine_weight,
+                    decision_weight=self.settings.decision_weight,
                     digit_ids=self.digits,
                 )
                 data.tokens[record.index] = cached

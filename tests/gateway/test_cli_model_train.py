@@ -87,7 +87,7 @@ TINY = [
     "--max-new-tokens-attention",
     "24",
 ]
-GAZE = ["--gaze-weight", "1", "--gaze-heads", "2", "--gaze-tasks", "examine"]
+GAZE = ["--gaze-weight", "1", "--gaze-heads", "2", "--gaze-tasks", "examine", "--decision-weight", "3"]
 
 
 def test_train_then_eval(records: Path, tmp_path: Path) -> None:
@@ -120,6 +120,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     metadata = json.loads((out / "gazex.json").read_text())["metadata"]
     assert metadata["seed"] == 7 and metadata["data"]["phantoms"]["seed"] == 4
     assert metadata["settings"]["gaze_weight"] == 1.0 and metadata["settings"]["gaze_tasks"] == ["examine"]
+    assert metadata["settings"]["decision_weight"] == 3.0
     assert metadata["data"]["phantoms"]["report_style"] == "structured"
     assert metadata["command"][:3] == ["gazex", "model", "train"] and "--seed" in metadata["command"]
     assert (tmp_path / "model.training" / "state.pt").is_file()

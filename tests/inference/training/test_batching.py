@@ -12,7 +12,7 @@ import pytest
 from inference.checkpoint import open_checkpoint
 from inference.config import Prompts
 from inference.prompts import IM_END, PromptEncoder
-from inference.training.batching import digit_token_ids, plan_micro_batch, tokenise_record
+from inference.training.batching import digit_token_ids, plan_micro_batch, sentence_first_tokens, tokenise_record
 from inference.training.data import TrainingRecord
 
 PROMPTS = Prompts(examine="Describe the chest X-ray.", attention="Locate '{sentence}'")
@@ -52,6 +52,36 @@ def test_the_prompt_is_the_runtime_prompt_and_only_the_answer_is_scored(tiny_che
     assert {w for t, w in zip(targets, tokenised.weights, strict=True) if t not in digits} == {1.0}
     examine = tokenise_record(_records(tiny_checkpoint)[0], encoder, tokenizer, 4, coordinate_weight=3.0)
     assert set(examine.weights.tolist()) == {1.0}  # coordinates are weighted in attention answers only
+
+
+def test_each_examine_sentence_opens_with_its_decision_token_weighted(tiny_checkpoint: Path) -> None:
+    checkpoint = open_checkpoint(tiny_checkpoint)
+    tokenizer = checkpoint.tokenizer
+    encoder = PromptEncoder(tokenizer, PROMPTS.examine, PROMPTS.attention)
+    examine, attention = _records(tiny_checkpoint)[:2]
+    weighted = tokenise_record(examine, encoder, tokenizer, 4, examine_weight=2.0, decision_weight=5.0)
+    targets = list(weighted.ids[weighted.prompt_length :])
+    heavy = [i for i, w in enumerate(weighted.weights) if w == 10.0]
+    assert set(weighted.weights.tolist()) == {2.0, 10.0}
+    # "No pneumothorax." and " Normal heart size.": each one's first token, whatever the tokenizer
+    encoded = tokenizer.encode(examine.answer + IM_END, add_special_tokens=False)
+    assert encoded.ids == targets
+    opening = [i for i, (start, end) in enumerate(encoded.offsets) if start <= 0 < end or start <= 17 < end]
+    assert heavy == opening and len(heavy) == 2
+    plain = tokenise_record(attention, encoder, tokenizer, 4, decision_weight=5.0)
+    assert set(plain.weights.tolist()) == {1.0}  # attention answers have no decisions
+
+
+@pytest.mark.parametrize(
+    ("answer", "ends", "expected"),
+    [
+        ("No effusion. Big heart.", [2, 12, 13, 17, 23, 24], [0, 3]),  # " Big" starts at the space, ends after
+        ("A. B.", [1, 2, 4, 5], [0, 2]),
+        ("", [0], []),
+    ],
+)
+def test_sentence_first_tokens(answer: str, ends: list[int], expected: list[int]) -> None:
+    assert sentence_first_tokens(answer, ends).tolist() == expected
 
 
 def test_a_shared_prefix_batch_scores_what_separate_forward_passes_do(tiny_checkpoint: Path, tiny_model: Any) -> None:
