@@ -25,7 +25,7 @@ _NUMBER = r"[-+]?\d{1,12}(?:\.\d{1,12})?"
 _PAIR = rf"\(\s*({_NUMBER})\s*,\s*({_NUMBER})\s*\)"
 _REGION = re.compile(rf"{_PAIR}\s*{_PAIR}\s*{_PAIR}")
 _CLUES_HEADER = re.compile(r"visual[\s_-]*clues?\s*:?\s*\[", re.IGNORECASE)
-_OBSERVATION_HEADER = re.compile(r"observation(?:[\s_-]*area)?\s*:?\s*\[", re.IGNORECASE)
+OBSERVATION_HEADER = re.compile(r"observation(?:[\s_-]*area)?\s*:?\s*\[", re.IGNORECASE)
 _SEPARATORS = " \t\r\n,;"
 
 
@@ -78,13 +78,13 @@ def parse_attention(text: str) -> ParsedAttention:
     clues: list[ModelRegion] = []
     clues_header = _CLUES_HEADER.search(text)
     if clues_header is not None:
-        found, bad = _regions(_section(text, clues_header.end(), _OBSERVATION_HEADER), "visual clue")
+        found, bad = _regions(_section(text, clues_header.end(), OBSERVATION_HEADER), "visual clue")
         clues.extend(found)
         dropped.extend(bad)
 
     observation: ModelRegion | None = None
     search_from = clues_header.end() if clues_header is not None else 0
-    observation_header = _OBSERVATION_HEADER.search(text, search_from)
+    observation_header = OBSERVATION_HEADER.search(text, search_from)
     if observation_header is None:
         dropped.append("observation: missing")
     else:

@@ -152,6 +152,12 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="times the examine weight, for the first token of each examine sentence (default 1)",
     )
+    optim.add_argument(
+        "--observation-weight",
+        type=float,
+        default=None,
+        help="loss weight of the observation region's digits (default: the coordinate weight)",
+    )
     optim.add_argument("--freeze-vision", action="store_true", help="do not train the vision tower")
     optim.add_argument(
         "--vision-steps",
@@ -257,6 +263,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             coordinate_weight=args.coordinate_weight,
             examine_weight=args.examine_weight,
             decision_weight=args.decision_weight,
+            observation_weight=args.observation_weight,
             freeze_vision=args.freeze_vision,
             vision_steps=args.vision_steps,
             vision_batch=args.vision_batch,

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.generation import IntArray, PrefixPlan, TokenSpec, plan_shared_prefix
+from inference.parsing import OBSERVATION_HEADER
 from inference.prompts import IM_END, PromptEncoder, render_chat
 from inference.training.data import Task, TrainingRecord
 from inference.training.gaze import sentence_spans
@@ -64,13 +65,15 @@ def tokenise_record(
     coordinate_weight: float = 1.0,
     examine_weight: float = 1.0,
     decision_weight: float = 1.0,
+    observation_weight: float | None = None,
     digit_ids: Collection[int] = frozenset(),
 ) -> TokenisedRecord:
     """The token ids of ``record`` and the weight of each target token.
 
     Examine answers' tokens weigh ``examine_weight``, and the first token of each of their
     sentences (:func:`sentence_first_tokens`) ``decision_weight`` times that; digit tokens of
-    attention answers (the coordinates) weigh ``coordinate_weight``; every other target weighs 1.
+    attention answers (the coordinates) weigh ``coordinate_weight``, those of the observation
+    region ``observation_weight`` (None: the same); every other target weighs 1.
     """
     rendered = render_chat(record.user, assistant_text=record.answer)
     if not rendered.startswith(render_chat(record.user)):
@@ -82,10 +85,14 @@ def tokenise_record(
     if record.task == "examine" and decision_weight != 1.0:
         first = sentence_first_tokens(record.answer, [end for _, end in encoded.offsets])
         weights[first] *= decision_weight
-    if record.task == "attention" and coordinate_weight != 1.0:
-        for position, token in enumerate(answer):
+    if record.task == "attention":
+        header = OBSERVATION_HEADER.search(record.answer) if observation_weight is not None else None
+        observation_from = header.start() if header is not None else len(record.answer) + len(IM_END)
+        for position, (token, (start, _)) in enumerate(zip(answer, encoded.offsets, strict=True)):
             if token in digit_ids:
                 weights[position] = coordinate_weight
+                if observation_weight is not None and start >= observation_from:
+                    weights[position] = observation_weight
     return TokenisedRecord(prompt + answer, len(prompt), weights, record.task)
 
 

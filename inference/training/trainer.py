@@ -125,6 +125,7 @@ class TrainingSettings:
     # times the other examine tokens: the few tokens that carry the findings, among many that follow
     # the template
     decision_weight: float = 1.0
+    observation_weight: float | None = None  # the observation region's digits; None: coordinate_weight
     freeze_vision: bool = False
     # dense grounding (inference.training.grounding): a training-only head on the image tokens
     vision_steps: int = 0  # first steps train the vision tower alone, vision_batch images each
@@ -162,8 +163,12 @@ class TrainingSettings:
             raise ValueError("the learning rate must be positive, its minimum ratio in [0, 1], warm-up >= 0")
         if self.attention_rows is not None and self.attention_rows < 0:
             raise ValueError('Argument "attention_rows" must be at least 0')
-        if self.coordinate_weight <= 0 or self.examine_weight <= 0 or self.decision_weight <= 0:
-            raise ValueError('Arguments "coordinate_weight", "examine_weight" and "decision_weight" must be positive')
+        weights = (self.coordinate_weight, self.examine_weight, self.decision_weight, self.observation_weight)
+        if any(weight is not None and weight <= 0 for weight in weights):
+            raise ValueError(
+                'Arguments "coordinate_weight", "examine_weight", "decision_weight" and "observation_weight" '
+                "must be positive"
+            )
         if not (0 <= self.vision_steps < self.steps) or self.vision_batch < 1:
             raise ValueError("vision_steps must be at least 0 and fewer than steps, vision_batch at least 1")
         if self.grounding_weight < 0 or self.presence_weight < 0 or self.gaze_weight < 0:
@@ -192,6 +197,7 @@ class TrainingSettings:
             "coordinate_weight",
             "examine_weight",
             "decision_weight",
+            "observation_weight",
             "freeze_vision",
             "vision_steps",
             "vision_batch",
@@ -621,6 +627,7 @@ class _Data:
                     coordinate_weight=self.settings.coordinate_weight,
                     examine_weight=self.settings.examine_weight,
                     decision_weight=self.settings.decision_weight,
+                    observation_weight=self.settings.observation_weight,
                     digit_ids=self.digits,
                 )
                 data.tokens[record.index] = cached

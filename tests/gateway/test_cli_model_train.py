@@ -87,7 +87,8 @@ TINY = [
     "--max-new-tokens-attention",
     "24",
 ]
-GAZE = ["--gaze-weight", "1", "--gaze-heads", "2", "--gaze-tasks", "examine", "--decision-weight", "3"]
+GAZE = ["--gaze-weight", "1", "--gaze-heads", "2", "--gaze-tasks", "examine"]
+WEIGHTS = ["--decision-weight", "3", "--observation-weight", "4"]
 
 
 def test_train_then_eval(records: Path, tmp_path: Path) -> None:
@@ -107,6 +108,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
             "--seed",
             "7",
             *GAZE,
+            *WEIGHTS,
         ],
         capture_output=True,
         text=True,
@@ -120,7 +122,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     metadata = json.loads((out / "gazex.json").read_text())["metadata"]
     assert metadata["seed"] == 7 and metadata["data"]["phantoms"]["seed"] == 4
     assert metadata["settings"]["gaze_weight"] == 1.0 and metadata["settings"]["gaze_tasks"] == ["examine"]
-    assert metadata["settings"]["decision_weight"] == 3.0
+    assert metadata["settings"]["decision_weight"] == 3.0 and metadata["settings"]["observation_weight"] == 4.0
     assert metadata["data"]["phantoms"]["report_style"] == "structured"
     assert metadata["command"][:3] == ["gazex", "model", "train"] and "--seed" in metadata["command"]
     assert (tmp_path / "model.training" / "state.pt").is_file()

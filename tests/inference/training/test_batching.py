@@ -72,6 +72,24 @@ def test_each_examine_sentence_opens_with_its_decision_token_weighted(tiny_check
     assert set(plain.weights.tolist()) == {1.0}  # attention answers have no decisions
 
 
+def test_the_observation_digits_can_weigh_more_than_the_clues(tiny_checkpoint: Path) -> None:
+    checkpoint = open_checkpoint(tiny_checkpoint)
+    tokenizer = checkpoint.tokenizer
+    encoder = PromptEncoder(tokenizer, PROMPTS.examine, PROMPTS.attention)
+    digits = digit_token_ids(tokenizer)
+    with_clues, observation_only = _records(tiny_checkpoint)[1:]
+    weighted = tokenise_record(
+        with_clues, encoder, tokenizer, 4, coordinate_weight=2.0, observation_weight=6.0, digit_ids=digits
+    )
+    targets = weighted.ids[weighted.prompt_length :]
+    digit_weights = [w for t, w in zip(targets, weighted.weights, strict=True) if t in digits]
+    assert digit_weights == [2.0] * 12 + [6.0] * 12  # one clue (6 two-digit numbers), then the observation
+    alone = tokenise_record(observation_only, encoder, tokenizer, 4, observation_weight=6.0, digit_ids=digits)
+    assert sorted(set(alone.weights.tolist())) == [1.0, 6.0]
+    same = tokenise_record(with_clues, encoder, tokenizer, 4, coordinate_weight=2.0, digit_ids=digits)
+    assert {w for t, w in zip(targets, same.weights, strict=True) if t in digits} == {2.0}
+
+
 @pytest.mark.parametrize(
     ("answer", "ends", "expected"),
     [
