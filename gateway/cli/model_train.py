@@ -153,6 +153,12 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         help="times the examine weight, for the first token of each examine sentence (default 1)",
     )
     optim.add_argument(
+        "--positive-weight",
+        type=float,
+        default=1.0,
+        help="further times that, where the sentence states a finding as present (default 1)",
+    )
+    optim.add_argument(
         "--observation-weight",
         type=float,
         default=None,
@@ -263,6 +269,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             coordinate_weight=args.coordinate_weight,
             examine_weight=args.examine_weight,
             decision_weight=args.decision_weight,
+            positive_weight=args.positive_weight,
             observation_weight=args.observation_weight,
             freeze_vision=args.freeze_vision,
             vision_steps=args.vision_steps,

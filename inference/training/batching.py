@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inference.generation import IntArray, PrefixPlan, TokenSpec, plan_shared_prefix
+from inference.labeller import label_sentence
 from inference.parsing import OBSERVATION_HEADER
 from inference.prompts import IM_END, PromptEncoder, render_chat
 from inference.training.data import Task, TrainingRecord
@@ -29,6 +30,8 @@ from inference.training.gaze import sentence_spans
 
 TASK_CODES: dict[Task, int] = {"examine": 0, "attention": 1}
 DIGITS = frozenset("0123456789")
+#: Labels of sentences that state no finding (their "present" is not a finding's).
+NOT_FINDINGS = frozenset({"other", "no_finding"})
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,17 @@ def tokenise_record(
     coordinate_weight: float = 1.0,
     examine_weight: float = 1.0,
     decision_weight: float = 1.0,
+    positive_weight: float = 1.0,
     observation_weight: float | None = None,
     digit_ids: Collection[int] = frozenset(),
 ) -> TokenisedRecord:
     """The token ids of ``record`` and the weight of each target token.
 
     Examine answers' tokens weigh ``examine_weight``, and the first token of each of their
-    sentences (:func:`sentence_first_tokens`) ``decision_weight`` times that; digit tokens of
+    sentences (:func:`sentence_first_tokens`) ``decision_weight`` times that, and
+    ``positive_weight`` times more where the sentence states a finding as present (the rarer
+    decision: weighing it up moves the greedy decision's threshold towards the prevalence of
+    findings that the model reads with little certainty); digit tokens of
     attention answers (the coordinates) weigh ``coordinate_weight``, those of the observation
     region ``observation_weight`` (None: the same); every other target weighs 1.
     """
@@ -82,9 +89,12 @@ def tokenise_record(
     encoded = tokenizer.encode(record.answer + IM_END, add_special_tokens=False)  # type: ignore[attr-defined]
     answer = tuple(encoded.ids)
     weights = np.full(len(answer), examine_weight if record.task == "examine" else 1.0, dtype=np.float32)
-    if record.task == "examine" and decision_weight != 1.0:
-        first = sentence_first_tokens(record.answer, [end for _, end in encoded.offsets])
-        weights[first] *= decision_weight
+    if record.task == "examine" and (decision_weight != 1.0 or positive_weight != 1.0):
+        for index, sentence in sentence_openings(record.answer, [end for _, end in encoded.offsets]):
+            weights[index] *= decision_weight
+            label = label_sentence(sentence)
+            if label.present and label.label not in NOT_FINDINGS:
+                weights[index] *= positive_weight
     if record.task == "attention":
         header = OBSERVATION_HEADER.search(record.answer) if observation_weight is not None else None
         observation_from = header.start() if header is not None else len(record.answer) + len(IM_END)
@@ -96,19 +106,24 @@ def tokenise_record(
     return TokenisedRecord(prompt + answer, len(prompt), weights, record.task)
 
 
-def sentence_first_tokens(answer: str, token_ends: Sequence[int]) -> IntArray:
-    """The index of the token that opens each of ``answer``'s sentences: the first token ending
-    after the sentence starts (a byte-level token holds the space before a word, so it may start
-    before the sentence does).  In a structured report this is the token where a positive and a
-    negative statement part ("ĠPleural" / "ĠNo"), so it carries the finding's decision.
+def sentence_openings(answer: str, token_ends: Sequence[int]) -> list[tuple[int, str]]:
+    """Each of ``answer``'s sentences with the index of the token that opens it: the first token
+    ending after the sentence starts (a byte-level token holds the space before a word, so it may
+    start before the sentence does).  In a structured report this is the token where a positive
+    and a negative statement part ("ĠPleural" / "ĠNo"), so it carries the finding's decision.
     ``token_ends`` is each token's end offset in ``answer``."""
     ends = np.asarray(token_ends, dtype=np.int64)
-    found: list[int] = []
-    for start, _, _ in sentence_spans(answer):
+    found: list[tuple[int, str]] = []
+    for start, _, sentence in sentence_spans(answer):
         index = int(np.searchsorted(ends, start, side="right"))
-        if index < len(ends) and (not found or found[-1] != index):
-            found.append(index)
-    return np.asarray(found, dtype=np.int64)
+        if index < len(ends) and (not found or found[-1][0] != index):
+            found.append((index, sentence))
+    return found
+
+
+def sentence_first_tokens(answer: str, token_ends: Sequence[int]) -> IntArray:
+    """The indices of :func:`sentence_openings`."""
+    return np.asarray([index for index, _ in sentence_openings(answer, token_ends)], dtype=np.int64)
 
 
 @dataclass(frozen=True)

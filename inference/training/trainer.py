@@ -125,6 +125,7 @@ class TrainingSettings:
     # times the other examine tokens: the few tokens that carry the findings, among many that follow
     # the template
     decision_weight: float = 1.0
+    positive_weight: float = 1.0  # further times that where the sentence states a finding present
     observation_weight: float | None = None  # the observation region's digits; None: coordinate_weight
     freeze_vision: bool = False
     # dense grounding (inference.training.grounding): a training-only head on the image tokens
@@ -163,11 +164,11 @@ class TrainingSettings:
             raise ValueError("the learning rate must be positive, its minimum ratio in [0, 1], warm-up >= 0")
         if self.attention_rows is not None and self.attention_rows < 0:
             raise ValueError('Argument "attention_rows" must be at least 0')
-        weights = (self.coordinate_weight, self.examine_weight, self.decision_weight, self.observation_weight)
-        if any(weight is not None and weight <= 0 for weight in weights):
+        weights = (self.coordinate_weight, self.examine_weight, self.decision_weight, self.positive_weight)
+        if any(weight <= 0 for weight in weights) or (self.observation_weight or 1.0) <= 0:
             raise ValueError(
-                'Arguments "coordinate_weight", "examine_weight", "decision_weight" and "observation_weight" '
-                "must be positive"
+                'Arguments "coordinate_weight", "examine_weight", "decision_weight", "positive_weight" and '
+                '"observation_weight" must be positive'
             )
         if not (0 <= self.vision_steps < self.steps) or self.vision_batch < 1:
             raise ValueError("vision_steps must be at least 0 and fewer than steps, vision_batch at least 1")
@@ -197,6 +198,7 @@ class TrainingSettings:
             "coordinate_weight",
             "examine_weight",
             "decision_weight",
+            "positive_weight",
             "observation_weight",
             "freeze_vision",
             "vision_steps",
@@ -627,6 +629,7 @@ class _Data:
                     coordinate_weight=self.settings.coordinate_weight,
                     examine_weight=self.settings.examine_weight,
                     decision_weight=self.settings.decision_weight,
+                    positive_weight=self.settings.positive_weight,
                     observation_weight=self.settings.observation_weight,
                     digit_ids=self.digits,
                 )

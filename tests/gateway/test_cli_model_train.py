@@ -88,7 +88,7 @@ TINY = [
     "24",
 ]
 GAZE = ["--gaze-weight", "1", "--gaze-heads", "2", "--gaze-tasks", "examine"]
-WEIGHTS = ["--decision-weight", "3", "--observation-weight", "4"]
+WEIGHTS = ["--decision-weight", "3", "--positive-weight", "2", "--observation-weight", "4"]
 
 
 def test_train_then_eval(records: Path, tmp_path: Path) -> None:
@@ -123,6 +123,7 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     assert metadata["seed"] == 7 and metadata["data"]["phantoms"]["seed"] == 4
     assert metadata["settings"]["gaze_weight"] == 1.0 and metadata["settings"]["gaze_tasks"] == ["examine"]
     assert metadata["settings"]["decision_weight"] == 3.0 and metadata["settings"]["observation_weight"] == 4.0
+    assert metadata["settings"]["positive_weight"] == 2.0
     assert metadata["data"]["phantoms"]["report_style"] == "structured"
     assert metadata["command"][:3] == ["gazex", "model", "train"] and "--seed" in metadata["command"]
     assert (tmp_path / "model.training" / "state.pt").is_file()

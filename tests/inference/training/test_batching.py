@@ -72,6 +72,23 @@ def test_each_examine_sentence_opens_with_its_decision_token_weighted(tiny_check
     assert set(plain.weights.tolist()) == {1.0}  # attention answers have no decisions
 
 
+def test_a_decision_that_states_a_finding_present_can_weigh_more(tiny_checkpoint: Path) -> None:
+    checkpoint = open_checkpoint(tiny_checkpoint)
+    tokenizer = checkpoint.tokenizer
+    encoder = PromptEncoder(tokenizer, PROMPTS.examine, PROMPTS.attention)
+    answer = "The trachea is midline. No pneumothorax. Small left pleural effusion."
+    record = TrainingRecord(0, tiny_checkpoint, "examine", PROMPTS.examine, answer)
+    weighted = tokenise_record(record, encoder, tokenizer, 4, decision_weight=2.0, positive_weight=3.0)
+    encoded = tokenizer.encode(answer + IM_END, add_special_tokens=False)
+    openings = sentence_first_tokens(answer, [end for _, end in encoded.offsets]).tolist()
+    assert len(openings) == 3
+    # "The trachea ..." states no finding and "No pneumothorax." an absent one: the decision weight
+    # only; the effusion's opening token also the positive weight; everything else 1
+    assert [float(weighted.weights[i]) for i in openings] == [2.0, 2.0, 6.0]
+    rest = np.delete(weighted.weights, openings)
+    assert set(rest.tolist()) == {1.0}
+
+
 def test_the_observation_digits_can_weigh_more_than_the_clues(tiny_checkpoint: Path) -> None:
     checkpoint = open_checkpoint(tiny_checkpoint)
     tokenizer = checkpoint.tokenizer
