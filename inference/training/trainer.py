@@ -165,7 +165,9 @@ class TrainingSettings:
         if self.attention_rows is not None and self.attention_rows < 0:
             raise ValueError('Argument "attention_rows" must be at least 0')
         weights = (self.coordinate_weight, self.examine_weight, self.decision_weight, self.positive_weight)
-        if any(weight <= 0 for weight in weights) or (self.observation_weight or 1.0) <= 0:
+        if any(weight <= 0 for weight in weights) or (
+            self.observation_weight is not None and self.observation_weight <= 0
+        ):
             raise ValueError(
                 'Arguments "coordinate_weight", "examine_weight", "decision_weight", "positive_weight" and '
                 '"observation_weight" must be positive'

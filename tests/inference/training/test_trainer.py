@@ -308,7 +308,8 @@ def test_gaze_supervision_reads_the_language_models_attention_and_moves_it(recor
         TrainingRun(_settings(records, tmp_path / "too-many", gaze_weight=1.0, gaze_heads=99), None)
     with pytest.raises(ValueError, match="gaze_heads"):
         _settings(records, tmp_path, gaze_heads=0)
-    with pytest.raises(ValueError, match="decision_weight"):
-        _settings(records, tmp_path, decision_weight=0.0)
+    for weight in ("decision_weight", "positive_weight", "observation_weight"):
+        with pytest.raises(ValueError, match=weight):
+            _settings(records, tmp_path, **{weight: 0.0})
     with pytest.raises(ValueError, match="gaze_tasks"):
         _settings(records, tmp_path, gaze_tasks=("report",))
