@@ -39,7 +39,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -741,6 +741,22 @@ def _load_average() -> float | None:
 # -- the loop -------------------------------------------------------------------------------------
 
 
+def _same_fingerprint(saved: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether a saved run's fingerprint matches the current settings'.
+
+    A setting added after the run was saved is missing from its fingerprint; the run was made with
+    that setting's default, so it matches when the current value is the default too.
+    """
+    defaults = {item.name: item.default for item in fields(TrainingSettings) if item.default is not MISSING}
+    for key in set(saved) | set(current):
+        if key in saved and key in current:
+            if saved[key] != current[key]:
+                return False
+        elif key in saved or key not in defaults or current[key] != json.loads(json.dumps(defaults[key])):
+            return False
+    return True
+
+
 def _check_state(settings: TrainingSettings, resume: bool) -> dict[str, Any] | None:
     """The saved state to resume from (checked against ``settings``), or None for a new run."""
     state_path = settings.work_dir / STATE_FILE
@@ -754,7 +770,7 @@ def _check_state(settings: TrainingSettings, resume: bool) -> dict[str, Any] | N
     if not state_path.is_file():
         raise TrainingError(f"--resume: {state_path} does not exist; start without --resume")
     state = _load_state(state_path)
-    if state["fingerprint"] != settings.fingerprint():
+    if not _same_fingerprint(state["fingerprint"], settings.fingerprint()):
         raise TrainingError(
             f"--resume: the settings differ from those {state_path} was made with; resume with the same "
             "options, or start again in a new --work-dir"

@@ -26,7 +26,7 @@ from inference.training import (
     convert_reflacx,
     train,
 )
-from inference.training.trainer import DataCursor, choose_rows, learning_rate_factor
+from inference.training.trainer import DataCursor, _same_fingerprint, choose_rows, learning_rate_factor
 
 PROMPTS = Prompts(examine="Describe this chest X-ray.", attention="Locate '{sentence}'")
 SMALL = PhantomConfig(rows=(500, 560))
@@ -142,6 +142,27 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(records: Path, tmp_p
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
     with pytest.raises(TrainingError, match="settings differ"):
         train(replace(interrupted, learning_rate=0.5), resume=True)
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_when_that_setting_is_at_its_default(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path / "records.json", tmp_path)
+    current = settings.fingerprint()
+    # a state saved by a version that knew neither the positive nor the observation weight
+    saved = {key: value for key, value in current.items() if key not in ("positive_weight", "observation_weight")}
+    assert _same_fingerprint(saved, current)
+    assert _same_fingerprint(current, current)
+    # ... but not when the new setting is given a value the old run cannot have had
+    assert not _same_fingerprint(saved, replace(settings, positive_weight=3.0).fingerprint())
+    assert not _same_fingerprint(saved, replace(settings, observation_weight=4.0).fingerprint())
+    # a changed setting, or one the saved run had and the current version does not know, still differs
+    assert not _same_fingerprint(current, replace(settings, learning_rate=0.5).fingerprint())
+    assert not _same_fingerprint({**current, "retired_option": 1}, current)
+    # tuples are compared as the JSON lists the state holds
+    gaze_less = {key: value for key, value in current.items() if key != "gaze_tasks"}
+    assert _same_fingerprint(gaze_less, current)
+    assert not _same_fingerprint(gaze_less, replace(settings, gaze_tasks=("examine", "attention")).fingerprint())
 
 
 def test_fine_tuning_a_plain_qwen2_vl_checkpoint_with_lora(
