@@ -35,11 +35,11 @@ CI_COUNT = 12
 MACRO_F1_FLOOR = 0.7
 OBSERVATION_IOU_FLOOR = 0.45
 # what these weights measure on the CI set, less a margin (regression floors; see MODEL_CARD.md)
-PIPELINE_MACRO_F1_FLOOR = 0.55  # measured 0.662 (cardiomegaly, consolidation, effusion, pneumothorax reported)
-PIPELINE_OBSERVATION_IOU_FLOOR = 0.3  # measured 0.358 (heart boxes on the heart; the others mostly beside theirs)
-PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.93  # measured 0.962
-LOCATED_IOU_FLOOR = 0.27  # measured 0.317
-LOCATED_CENTRED_COSINE_FLOOR = 0.65  # measured 0.720
+PIPELINE_MACRO_F1_FLOOR = 0.58  # measured 0.662 (cardiomegaly, effusion, pneumothorax, no_finding; some nodules)
+PIPELINE_OBSERVATION_IOU_FLOOR = 0.35  # measured 0.411 (heart boxes on the heart; the others mostly beside theirs)
+PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.93  # measured 0.959
+LOCATED_IOU_FLOOR = 0.28  # measured 0.332
+LOCATED_CENTRED_COSINE_FLOOR = 0.62  # measured 0.674
 
 
 def test_the_demo_checkpoint_is_bundled_small_and_labelled_as_demo_weights() -> None:
@@ -99,19 +99,11 @@ def _lands_on(box: Any, truth: Any) -> None:
     assert truth.x0 <= centre.x <= truth.x1 and truth.y0 <= centre.y <= truth.y1, (box, truth)
 
 
-def _obvious_cases(effusion_fails_because: str) -> list[Any]:
-    """A large cardiomegaly (seed 11) and a large effusion (seed 12, a strict xfail for the reason given)."""
-    effusion = pytest.mark.xfail(strict=True, reason=effusion_fails_because)
-    return [("cardiomegaly", 11), pytest.param("pleural_effusion", 12, marks=effusion)]
+# a large cardiomegaly (seed 11) and a large effusion (seed 12)
+OBVIOUS_CASES = [("cardiomegaly", 11), ("pleural_effusion", 12)]
 
 
-@pytest.mark.parametrize(
-    ("kind", "seed"),
-    _obvious_cases(
-        "the demo weights box a stated large effusion with a narrow box at the lateral costophrenic angle "
-        "(IoU 0.23): the box comes from the sentence, not the image (MODEL_CARD.md, 'Limitations')"
-    ),
-)
+@pytest.mark.parametrize(("kind", "seed"), OBVIOUS_CASES)
 def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine: Any, kind: str, seed: int) -> None:
     """The attention stage, given the report's sentence about a large finding, boxes the finding."""
     from inference.pipeline import build_image_analysis
@@ -129,13 +121,7 @@ def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine
     _lands_on(finding.observation.box, truth.region)
 
 
-@pytest.mark.parametrize(
-    ("kind", "seed"),
-    _obvious_cases(
-        "the demo weights report this large effusion but box the other side: the box follows the sentence's "
-        "wording, not the image (MODEL_CARD.md, 'Limitations'); a checkpoint that localises effusions makes this pass"
-    ),
-)
+@pytest.mark.parametrize(("kind", "seed"), OBVIOUS_CASES)
 def test_the_demo_model_reports_an_obvious_finding_where_it_is(demo_engine: Any, kind: str, seed: int) -> None:
     """End to end (examine, then attention): a large finding is reported and its box lands on it."""
     phantom = _obvious(kind, seed)
@@ -164,9 +150,9 @@ def ci_evaluations() -> dict[str, Any]:
 @pytest.mark.slow  # 2 x 12 phantoms rendered at native size and analysed: about a minute on two shared cores
 @pytest.mark.xfail(
     strict=True,
-    reason="the demo weights do not meet issue 7's targets (macro F1 0.538, observation IoU 0.298 on 200 held-out "
-    "phantoms: tubes, lines and most nodules and masses are not reported, boxes other than the heart's miss; "
-    "MODEL_CARD.md); a checkpoint that does makes this pass",
+    reason="the demo weights do not meet issue 7's targets (macro F1 0.613, observation IoU 0.298 on 200 held-out "
+    "phantoms: tubes and lines are not reported, about half the nodules and masses reported are not there, boxes "
+    "other than the heart's miss; MODEL_CARD.md); a checkpoint that does makes this pass",
 )
 def test_the_demo_checkpoint_stays_above_the_floors_of_the_targets(ci_evaluations: dict[str, Any]) -> None:
     result = ci_evaluations["pipeline"]
