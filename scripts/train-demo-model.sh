@@ -4,9 +4,10 @@
 #   scripts/train-demo-model.sh [WORK]      (WORK defaults to var/demo-train; needs `make setup` first)
 #
 # Everything is seeded: the phantoms (seed 0), the training order and initialisation (seed 0).  The
-# held-out evaluation uses seed 1.  Training runs on two torch threads (about 29 minutes on a 2-core
-# machine with nothing else running; one thread takes about 1.8 times as long).  The training state
-# (optimiser etc.) stays in WORK/work; only the final weights go to inference/checkpoints/gazex-demo.
+# held-out evaluation uses seed 1.  Training runs on two torch threads (about 46 minutes on a 2-core
+# machine with nothing else running; one thread takes about 1.8 times as long, which would not fit
+# the hour).  The training state (optimiser etc.) stays in WORK/work; only the final weights go to
+# inference/checkpoints/gazex-demo.
 # An interrupted training continues with the same train command plus --resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +26,8 @@ OUT="inference/checkpoints/gazex-demo"
     --examine-prompt "Describe this chest X-ray." \
     --attention-prompt "Locate '{sentence}'"
 
-# 3. Training from scratch (about 5 M parameters): first 1500 steps of the vision tower alone on dense
-#    grounding targets (16 images each; inference/training/grounding.py), then 9500 steps of one image's
+# 3. Training from scratch (about 5 M parameters): first 2000 steps of the vision tower alone on dense
+#    grounding targets (16 images each; inference/training/grounding.py), then 15500 steps of one image's
 #    examine and attention records each, with the grounding loss kept on beside the language loss, the
 #    language model's attention supervised by the reader's gaze (inference/training/gaze.py), and the
 #    token that decides each finding weighted 5 (15 where the finding is present).  Images of at most
@@ -37,13 +38,13 @@ OUT="inference/checkpoints/gazex-demo"
     --vision-depth 4 --vision-dim 128 --vision-heads 2 --vocab-size 768 --rope-theta 10000 \
     --min-pixels 3136 --max-pixels 50176 \
     --max-new-tokens-examine 160 --max-new-tokens-attention 96 \
-    --steps 11000 --vision-steps 1500 --vision-batch 16 --grounding-weight 2 --presence-weight 1 \
+    --steps 17500 --vision-steps 2000 --vision-batch 16 --grounding-weight 2 --presence-weight 1 \
     --lr 2e-3 --min-lr-ratio 0.05 --warmup 200 \
     --attention-rows 2 --examine-weight 2 --coordinate-weight 2 \
     --decision-weight 5 --positive-weight 3 \
     --gaze-weight 2 --gaze-heads 4 --gaze-tasks examine \
     --seed 0 --threads 2 --save-every 250 --log-every 50 --no-progress \
-    --name gazex-demo --version 0.5.0 \
+    --name gazex-demo --version 0.6.0 \
     --description "Demo weights trained on synthetic phantoms by gazex model train. Not GazeX's weights; not for clinical use."
 
 # 4. Held-out evaluation (another seed), through the runtime on DICOM files
