@@ -124,17 +124,18 @@ def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine
 @pytest.mark.parametrize(
     ("kind", "seed"),
     [
-        ("cardiomegaly", 11),
         pytest.param(
-            "pleural_effusion",
-            12,
+            *case,
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="the demo weights (0.6.0) report this large right effusion as left and box the left side: "
                 "the box follows the sentence's wording, not the image (MODEL_CARD.md, 'Limitations'); 0.5.0 "
                 "passed; a checkpoint that gets the side right makes this pass",
             ),
-        ),
+        )
+        if case[0] == "pleural_effusion"
+        else case
+        for case in OBVIOUS_CASES
     ],
 )
 def test_the_demo_model_reports_an_obvious_finding_where_it_is(demo_engine: Any, kind: str, seed: int) -> None:
