@@ -180,6 +180,12 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         help="weight of the grounding loss beside the language loss after the vision phase (default 0)",
     )
     optim.add_argument(
+        "--grounding-sides",
+        action="store_true",
+        help="split the grounding and presence labels by the side the sentence names (pleural_effusion:right, "
+        ":left, :bilateral), so the image tokens and the language model's state say the side",
+    )
+    optim.add_argument(
         "--presence-weight",
         type=float,
         default=0.0,
@@ -275,6 +281,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             vision_steps=args.vision_steps,
             vision_batch=args.vision_batch,
             grounding_weight=args.grounding_weight,
+            grounding_sides=args.grounding_sides,
             presence_weight=args.presence_weight,
             gaze_weight=args.gaze_weight,
             gaze_heads=args.gaze_heads,

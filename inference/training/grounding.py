@@ -13,11 +13,20 @@ The labels are the finding labels that the attention records' sentences state as
 boxes, mapped from the model's coordinate frame onto the merged token grid.  This works the
 same for REFLACX and for phantoms.  The head that reads the targets is training-only; the
 checkpoint written is a plain Qwen2-VL.
+
+With ``sides``, a label is also split by the side the sentence names (``pleural_effusion:right``,
+``:left``, ``:bilateral``; a sentence that names none keeps the plain label).  A Qwen2-VL's image
+tokens carry no absolute position, only rotary (relative) ones, so nothing else makes an image
+token say which side of the chest it lies on; a report's "left" or "right" must then come from the
+language model comparing positions, which a small one learns last.  Side-specific targets make the
+vision tower encode the side in each token (from the anatomy around it: heart, mediastinum), and
+the presence head (which reads the same labels) makes the language model's state say it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,18 +45,32 @@ UNGROUNDED_LABELS = frozenset({"no_finding", "other"})
 MIN_COVERAGE = 0.3
 
 
-def _present_label(record: TrainingRecord) -> str | None:
+_SIDE = re.compile(r"\b(right|left|bilateral(?:ly)?|both)\b", re.IGNORECASE)
+
+
+def sentence_side(sentence: str) -> str | None:
+    """The side a sentence names first: ``right``, ``left`` or ``bilateral`` (also for "both"); None."""
+    found = _SIDE.search(sentence)
+    if found is None:
+        return None
+    word = found.group(1).lower()
+    return word if word in ("right", "left") else "bilateral"
+
+
+def _present_label(record: TrainingRecord, sides: bool = False) -> str | None:
     if record.task != "attention" or record.sentence is None:
         return None
     stated = label_sentence(record.sentence)
     if not stated.present or stated.label in UNGROUNDED_LABELS:
         return None
-    return stated.label
+    side = sentence_side(record.sentence) if sides else None
+    return stated.label if side is None else f"{stated.label}:{side}"
 
 
-def grounding_labels(records: Sequence[TrainingRecord]) -> list[str]:
-    """The labels some attention record states as present, sorted (the head's outputs)."""
-    return sorted({label for record in records if (label := _present_label(record)) is not None})
+def grounding_labels(records: Sequence[TrainingRecord], sides: bool = False) -> list[str]:
+    """The labels some attention record states as present, sorted (the head's outputs); with
+    ``sides``, split by the side the sentence names."""
+    return sorted({label for record in records if (label := _present_label(record, sides)) is not None})
 
 
 def cell_coverage(rows: int, columns: int, box: tuple[float, float, float, float]) -> npt.NDArray[np.float64]:
@@ -89,11 +112,13 @@ def token_targets(
     rows: int,
     columns: int,
     grid: tuple[int, int],
+    sides: bool = False,
 ) -> npt.NDArray[np.float32]:
     """``(grid rows * grid columns, len(labels))`` 0/1 targets, tokens in row-major order.
 
     ``rows`` x ``columns`` is the source image size the records' coordinates refer to; ``grid``
-    is the merged token grid (Qwen2-VL: the patch grid divided by the merge size).
+    is the merged token grid (Qwen2-VL: the patch grid divided by the merge size).  ``sides`` as
+    for :func:`grounding_labels`.
     """
     grid_rows, grid_columns = grid
     targets = np.zeros((grid_rows, grid_columns, len(labels)), dtype=np.float32)
@@ -101,7 +126,7 @@ def token_targets(
     sx, sy = frame.source_pixels_per_unit(rows, columns)
     to_x, to_y = sx * grid_columns / columns, sy * grid_rows / rows  # model units -> cells
     for record in records:
-        label = _present_label(record)
+        label = _present_label(record, sides)
         if label is None or label not in index:
             continue
         observation = parse_attention(record.answer).observation

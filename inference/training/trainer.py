@@ -132,6 +132,8 @@ class TrainingSettings:
     vision_steps: int = 0  # first steps train the vision tower alone, vision_batch images each
     vision_batch: int = 16
     grounding_weight: float = 0.0  # the grounding loss's weight beside the language loss afterwards
+    # the grounding and presence labels split by the side the sentence names (grounding.py)
+    grounding_sides: bool = False
     # a training-only head reading the image's findings from the language model's hidden state at
     # every examine answer position (so the report is written from the image, not from its prior)
     presence_weight: float = 0.0
@@ -206,6 +208,7 @@ class TrainingSettings:
             "vision_steps",
             "vision_batch",
             "grounding_weight",
+            "grounding_sides",
             "presence_weight",
             "gaze_weight",
             "gaze_heads",
@@ -542,7 +545,7 @@ class _Data:
         self.settings = settings
         self.digits = digit_token_ids(self.tokenizer)
         self.frame = start.gazex.coordinates
-        self.grounding = grounding_labels(records)
+        self.grounding = grounding_labels(records, settings.grounding_sides)
         self._cache: dict[int, _ImageData] = {}
 
     def __len__(self) -> int:
@@ -565,7 +568,9 @@ class _Data:
         data = self.image(index)
         if data.targets is None:
             rows, columns = data.source_shape
-            data.targets = token_targets(data.records, self.grounding, self.frame, rows, columns, self._grid(data))
+            data.targets = token_targets(
+                data.records, self.grounding, self.frame, rows, columns, self._grid(data), self.settings.grounding_sides
+            )
         return data.targets
 
     def _grid(self, data: _ImageData) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from inference.geometry import DownscaledFrame, NormalizedFrame
 from inference.training.data import TrainingRecord
-from inference.training.grounding import grounding_labels, token_targets
+from inference.training.grounding import grounding_labels, sentence_side, token_targets
 
 
 def _attention(index: int, sentence: str, answer: str) -> TrainingRecord:
@@ -47,3 +47,28 @@ def test_downscaled_coordinates_map_through_the_source_size() -> None:
     # downscaled:4 on a 400 x 200 image: the box is x 0..100 px (half the width), y 200..400 px (lower half)
     targets = token_targets([record], ["pleural_effusion"], DownscaledFrame(4), 400, 200, (2, 2)).reshape(2, 2)
     np.testing.assert_array_equal(targets, [[0, 0], [1, 0]])
+
+
+BILATERAL = _attention(5, "Bilateral pleural effusions, small.", "observation : [(0,60)(100,100)(50,80)]")
+DEVICE = _attention(6, "Endotracheal tube in place.", "observation : [(45,0)(55,30)(50,15)]")
+
+
+def test_sentence_side_is_the_first_side_named() -> None:
+    assert sentence_side("Pleural effusion on the right, moderate.") == "right"
+    assert sentence_side("Consolidation in the LEFT lower lobe.") == "left"
+    assert sentence_side("Effusions on both sides.") == "bilateral"
+    assert sentence_side("Bilateral pleural effusions.") == "bilateral"
+    assert sentence_side("Enlarged cardiac silhouette.") is None
+    assert sentence_side("The tube was rightly placed.") is None  # a whole word only
+
+
+def test_with_sides_the_labels_and_targets_are_split_by_the_named_side() -> None:
+    records = [EXAMINE, EFFUSION, NODULE, NEGATIVE, BILATERAL, DEVICE]
+    labels = grounding_labels(records, sides=True)
+    assert labels == ["endotracheal_tube", "nodule:left", "pleural_effusion:bilateral", "pleural_effusion:right"]
+    assert grounding_labels(records) == ["endotracheal_tube", "nodule", "pleural_effusion"]
+    grid = token_targets(records, labels, NormalizedFrame(100), 400, 300, (4, 5), sides=True).reshape(4, 5, 4)
+    assert grid[:, :, 3].sum() == 6  # the right effusion's box alone, as without sides
+    assert grid[:, :, 2][3].tolist() == [1, 1, 1, 1, 1]  # the bilateral effusion's: the whole bottom row
+    assert grid[:, :, 1].sum() == 1 and grid[0, 3, 1] == 1  # the left nodule's centre cell
+    assert grid[:, :, 0].sum() > 0
