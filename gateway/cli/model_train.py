@@ -193,6 +193,19 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         "examine answer position (default 0)",
     )
     optim.add_argument(
+        "--position-weight",
+        type=float,
+        default=0.0,
+        help="weight of a loss that reads each image token's row and column from the language model's state "
+        "after --position-layer layers, so the image tokens carry where they are (default 0)",
+    )
+    optim.add_argument(
+        "--position-layer",
+        type=int,
+        default=1,
+        help="the language-model layer whose output the position loss reads (default 1; 0: its input)",
+    )
+    optim.add_argument(
         "--gaze-weight",
         type=float,
         default=0.0,
@@ -283,6 +296,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             grounding_weight=args.grounding_weight,
             grounding_sides=args.grounding_sides,
             presence_weight=args.presence_weight,
+            position_weight=args.position_weight,
+            position_layer=args.position_layer,
             gaze_weight=args.gaze_weight,
             gaze_heads=args.gaze_heads,
             gaze_tasks=tuple(task.strip() for task in args.gaze_tasks.split(",") if task.strip()),
@@ -325,6 +340,7 @@ def run_train(args: argparse.Namespace) -> int:
                 grounding=f"{report.grounding_loss:.3f}",
                 presence=f"{report.presence_loss:.3f}",
                 gaze=f"{report.gaze_loss:.3f}",
+                position=f"{report.position_loss:.3f}",
                 lr=f"{report.learning_rate:.1e}",
                 refresh=False,
             )
@@ -335,6 +351,8 @@ def run_train(args: argparse.Namespace) -> int:
                 grounding += f", presence {report.presence_loss:.4f}"
             if not math.isnan(report.gaze_loss):
                 grounding += f", gaze {report.gaze_loss:.4f}"
+            if not math.isnan(report.position_loss):
+                grounding += f", position {report.position_loss:.4f}"
             print(
                 f"step {report.step}/{report.steps} ({report.phase}): loss {report.loss:.4f} "
                 f"(examine {report.examine_loss:.4f}, attention {report.attention_loss:.4f}{grounding}), "

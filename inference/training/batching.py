@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from inference.config import GenerationSettings
 from inference.generation import IntArray, PrefixPlan, TokenSpec, plan_shared_prefix
 from inference.labeller import label_sentence
 from inference.parsing import OBSERVATION_HEADER
@@ -57,6 +58,43 @@ def digit_token_ids(tokenizer: object) -> frozenset[int]:
         if token is not None and len(token) == 1 and token in DIGITS:
             found.add(token_id)
     return frozenset(found)
+
+
+def answer_lengths(records: Sequence[TrainingRecord], tokenizer: object) -> dict[Task, list[int]]:
+    """Per task, the tokens each answer takes to generate, its ``<|im_end|>`` included."""
+    lengths: dict[Task, list[int]] = {"examine": [], "attention": []}
+    for task, found in lengths.items():
+        answers = [record.answer + IM_END for record in records if record.task == task]
+        if answers:
+            encoded = tokenizer.encode_batch(answers, add_special_tokens=False)  # type: ignore[attr-defined]
+            found.extend(len(item.ids) for item in encoded)
+    return lengths
+
+
+def generation_shortfalls(lengths: dict[Task, list[int]], generation: GenerationSettings) -> list[str]:
+    """What the checkpoint's generation limits would cut off of its own training answers.
+
+    Generation stops at ``max_new_tokens``, so an answer longer than its task's limit comes out
+    truncated at run time: an attention answer loses its observation region (dropped, counted),
+    an examine answer its last sentences.  Training is not affected, which is why nothing else
+    notices.  One message per task whose limit is shorter than its longest answer.
+    """
+    limits: dict[Task, tuple[int, str]] = {
+        "examine": (generation.max_new_tokens_examine, "--max-new-tokens-examine"),
+        "attention": (generation.max_new_tokens_attention, "--max-new-tokens-attention"),
+    }
+    messages = []
+    for task, found in lengths.items():
+        limit, option = limits[task]
+        if not found or max(found) <= limit:
+            continue
+        over = sum(1 for length in found if length > limit)
+        messages.append(
+            f"{option} {limit}: {over} of {len(found)} {task} answers ({100.0 * over / len(found):.1f} %) are "
+            f"longer (up to {max(found)} tokens with <|im_end|>); the checkpoint would cut them off when it "
+            f"generates; at least {max(found)} keeps them whole"
+        )
+    return messages
 
 
 def tokenise_record(

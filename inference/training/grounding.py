@@ -105,6 +105,13 @@ def _cover(
     targets[(*centre_cell(rows, columns, centre), column)] = 1.0
 
 
+def grid_positions(rows: int, columns: int) -> npt.NDArray[np.float32]:
+    """``(rows * columns, 2)``: each cell's centre as (row, column) fractions of the grid's sides,
+    cells in row-major order (the order of a Qwen2-VL's merged image tokens)."""
+    row, column = np.meshgrid((np.arange(rows) + 0.5) / rows, (np.arange(columns) + 0.5) / columns, indexing="ij")
+    return np.stack([row.ravel(), column.ravel()], axis=1).astype(np.float32)
+
+
 def token_targets(
     records: Sequence[TrainingRecord],
     labels: Sequence[str],

@@ -57,7 +57,9 @@ from inference.training.batching import (
     TASK_CODES,
     MicroBatch,
     TokenisedRecord,
+    answer_lengths,
     digit_token_ids,
+    generation_shortfalls,
     plan_micro_batch,
     tokenise_record,
 )
@@ -73,7 +75,7 @@ from inference.training.data import (
     read_records,
 )
 from inference.training.gaze import answer_gaze_targets, sentence_gaze_maps, sentence_key
-from inference.training.grounding import grounding_labels, token_targets
+from inference.training.grounding import grid_positions, grounding_labels, token_targets
 from inference.vision_input import ImageProcessing, patchify, resize_for_model, to_uint8
 
 logger = logging.getLogger(__name__)
@@ -137,6 +139,12 @@ class TrainingSettings:
     # a training-only head reading the image's findings from the language model's hidden state at
     # every examine answer position (so the report is written from the image, not from its prior)
     presence_weight: float = 0.0
+    # a training-only head reading each image token's place on the token grid (row and column, 0..1)
+    # from the language model's hidden state after position_layer layers: rotary positions move
+    # attention weights, not the values attention passes on, so nothing else asks the image tokens
+    # to carry where they are in a form the answer's coordinates can be read from
+    position_weight: float = 0.0
+    position_layer: int = 1
     # gaze-supervised attention (inference.training.gaze): the first gaze_heads heads of every
     # language-model layer but the first look, over the image, where the reader looked while
     # dictating the sentence being written (in the examine answers; optionally also in the attention
@@ -176,8 +184,10 @@ class TrainingSettings:
             )
         if not (0 <= self.vision_steps < self.steps) or self.vision_batch < 1:
             raise ValueError("vision_steps must be at least 0 and fewer than steps, vision_batch at least 1")
-        if self.grounding_weight < 0 or self.presence_weight < 0 or self.gaze_weight < 0:
-            raise ValueError("grounding_weight, presence_weight and gaze_weight must be at least 0")
+        if min(self.grounding_weight, self.presence_weight, self.gaze_weight, self.position_weight) < 0:
+            raise ValueError("grounding_weight, presence_weight, gaze_weight and position_weight must be at least 0")
+        if self.position_layer < 0:
+            raise ValueError('Argument "position_layer" must be at least 0')
         if self.gaze_heads < 1:
             raise ValueError('Argument "gaze_heads" must be at least 1')
         if not self.gaze_tasks or set(self.gaze_tasks) - set(TASK_CODES):
@@ -210,6 +220,8 @@ class TrainingSettings:
             "grounding_weight",
             "grounding_sides",
             "presence_weight",
+            "position_weight",
+            "position_layer",
             "gaze_weight",
             "gaze_heads",
             "gaze_tasks",
@@ -239,6 +251,7 @@ class Progress:
     grounding_loss: float = math.nan
     presence_loss: float = math.nan
     gaze_loss: float = math.nan
+    position_loss: float = math.nan
     phase: str = "language"
 
 
@@ -448,11 +461,14 @@ class _Model:
         grid: npt.NDArray[np.int64],
         *,
         attentions: bool = False,
-    ) -> tuple[Any, Any, Any, Any]:
+        image_layer: int | None = None,
+    ) -> tuple[Any, Any, Any, Any, Any]:
         """Per-target cross-entropy (unweighted), shape (N,), the image tokens, the language
-        model's last hidden state at each target's position, (N, hidden), and with
-        ``attentions`` the suffix's attention weights per layer, (rows, heads, suffix, prefix +
-        suffix) each (else None; they need the eager attention, :meth:`eager_text_attention`)."""
+        model's last hidden state at each target's position, (N, hidden), with ``attentions``
+        the suffix's attention weights per layer, (rows, heads, suffix, prefix + suffix) each
+        (else None; they need the eager attention, :meth:`eager_text_attention`), and with
+        ``image_layer`` the language model's hidden state at the image tokens after that many
+        layers, (tokens, hidden) (else None)."""
         from transformers import DynamicCache
 
         torch = self.torch
@@ -464,12 +480,16 @@ class _Model:
         before, after = prefix[:, : plan.image_slice.start], prefix[:, plan.image_slice.stop :]
         prefix = torch.cat([before, image[None].to(prefix.dtype), after], dim=1)
         cache = DynamicCache(config=self.model.config)
-        self.text(
+        prefix_output = self.text(
             inputs_embeds=prefix,
             position_ids=tensor(plan.prefix_positions)[:, None, :],
             use_cache=True,
+            output_hidden_states=image_layer is not None,
             **{self.cache_argument: cache},
         )
+        image_hidden = None
+        if image_layer is not None:
+            image_hidden = prefix_output.hidden_states[image_layer][0, plan.image_slice]
         if plan.batch_size > 1:
             cache.batch_repeat_interleave(plan.batch_size)
         output = self.text(
@@ -486,7 +506,7 @@ class _Model:
         weights = output.attentions if attentions else None
         if attentions and (not weights or any(w is None for w in weights)):
             raise TrainingError("the language model returned no attention weights; use eager attention")
-        return losses, image, selected, weights
+        return losses, image, selected, weights, image_hidden
 
     def eager_text_attention(self) -> None:
         """Make the language model compute its attention weights explicitly (so they can be read
@@ -824,6 +844,10 @@ class TrainingRun:
         if state is not None and state["records_sha256"] != self.records_sha256:
             raise TrainingError(f"--resume: {settings.records} changed since the run started; start again")
         self.data = _Data(self.records, self.start, settings)
+        lengths = answer_lengths(self.records, self.data.tokenizer)
+        self.answer_tokens = {task: max(found) for task, found in lengths.items() if found}
+        for message in generation_shortfalls(lengths, self.start.gazex.generation):
+            logger.warning("%s", message)
 
         model = load_qwen2_vl(self.start.checkpoint.path, resolve_device(settings.device), torch.float32)
         torch.manual_seed(settings.seed)
@@ -836,23 +860,9 @@ class TrainingRun:
         self.wrapper = _Model(model)
         if settings.gaze_weight:
             self._prepare_gaze()
-        # training-only linear read-outs (not part of the checkpoint): of the image tokens, and of
-        # the language model's hidden states at the examine answer's positions
-        self.grounding_head = self.presence_head = None
-        if settings.vision_steps or settings.grounding_weight or settings.presence_weight:
-            if not self.data.grounding:
-                raise TrainingError(
-                    "--vision-steps/--grounding-weight/--presence-weight need attention records that state a "
-                    "finding with a region; these records have none"
-                )
-            hidden = int(self.wrapper.text.embed_tokens.embedding_dim)  # what the merger writes, too
-            labels = len(self.data.grounding)
-            if settings.vision_steps or settings.grounding_weight:
-                self.grounding_head = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
-            if settings.presence_weight:
-                self.presence_head = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
+        self.grounding_head, self.presence_head, self.position_head = self._heads()
         self.parameters = [p for p in model.parameters() if p.requires_grad]
-        for head in (self.grounding_head, self.presence_head):
+        for head in (self.grounding_head, self.presence_head, self.position_head):
             if head is not None:
                 self.parameters += list(head.parameters())
         self.optimizer = torch.optim.AdamW(
@@ -884,7 +894,35 @@ class TrainingRun:
             "grounding": [],
             "presence": [],
             "gaze": [],
+            "position": [],
         }
+
+    def _heads(self) -> tuple[Any, Any, Any]:
+        """The training-only linear read-outs (not part of the checkpoint): grounding (of the image
+        tokens), presence (of the language model's state at the examine answer's positions) and
+        position (of the image tokens' state after ``position_layer`` layers); None where unused."""
+        settings, torch = self.settings, self.torch
+        hidden = int(self.wrapper.text.embed_tokens.embedding_dim)  # what the merger writes, too
+        grounding = presence = position = None
+        if settings.vision_steps or settings.grounding_weight or settings.presence_weight:
+            if not self.data.grounding:
+                raise TrainingError(
+                    "--vision-steps/--grounding-weight/--presence-weight need attention records that state a "
+                    "finding with a region; these records have none"
+                )
+            labels = len(self.data.grounding)
+            if settings.vision_steps or settings.grounding_weight:
+                grounding = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
+            if settings.presence_weight:
+                presence = torch.nn.Linear(hidden, labels).to(self.wrapper.device)
+        if settings.position_weight:
+            layers = int(self.model.config.text_config.num_hidden_layers)
+            if settings.position_layer > layers:
+                raise TrainingError(
+                    f"--position-layer {settings.position_layer}: the language model has {layers} layers"
+                )
+            position = torch.nn.Linear(hidden, 2).to(self.wrapper.device)
+        return grounding, presence, position
 
     def _prepare_gaze(self) -> None:
         text = self.model.config.text_config
@@ -908,6 +946,8 @@ class TrainingRun:
             self.grounding_head.load_state_dict(state["grounding_head"])
         if self.presence_head is not None:
             self.presence_head.load_state_dict(state["presence_head"])
+        if self.position_head is not None:
+            self.position_head.load_state_dict(state["position_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
@@ -928,6 +968,7 @@ class TrainingRun:
             "model": _trainable(self.model),
             "grounding_head": self.grounding_head.state_dict() if self.grounding_head is not None else None,
             "presence_head": self.presence_head.state_dict() if self.presence_head is not None else None,
+            "position_head": self.position_head.state_dict() if self.position_head is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": _rng_state(),
@@ -953,6 +994,16 @@ class TrainingRun:
         logits = self.presence_head(hidden.float())
         return self.torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
 
+    def position_loss(self, hidden: Any, grid: npt.NDArray[np.int64]) -> Any:
+        """Mean squared error of the position head: each image token's row and column on the merged
+        token grid, as fractions of the grid's sides (cell centres), tokens in row-major order."""
+        assert self.position_head is not None
+        merge = self.data.processing.merge_size
+        _, height, width = (int(v) // f for v, f in zip(grid[0], (1, merge, merge), strict=True))
+        targets = grid_positions(height, width)
+        predicted = self.position_head(hidden.float())
+        return self.torch.nn.functional.mse_loss(predicted, self.wrapper.tensor(targets))
+
     def run_step(self) -> Progress:
         """One optimiser step: ``vision_batch`` images of grounding alone in the vision phase, else
         ``gradient_accumulation`` images of language loss (plus the grounding loss when weighted)."""
@@ -967,7 +1018,7 @@ class TrainingRun:
             (
                 "loss",
                 *("examine", "examine_n", "attention", "attention_n"),
-                *("grounding", "presence", "presence_n", "gaze", "gaze_n"),
+                *("grounding", "presence", "presence_n", "gaze", "gaze_n", "position", "position_n"),
             ),
             0.0,
         )
@@ -975,7 +1026,13 @@ class TrainingRun:
             index, rng = self.cursor.next()
             batch, pixel_values, grid, rows = self.data.micro_batch(index, rng)
             gazing = settings.gaze_weight > 0
-            losses, image, hidden, attentions = self.wrapper.loss(batch, pixel_values, grid, attentions=gazing)
+            losses, image, hidden, attentions, image_hidden = self.wrapper.loss(
+                batch,
+                pixel_values,
+                grid,
+                attentions=gazing,
+                image_layer=settings.position_layer if self.position_head is not None else None,
+            )
             weights = torch.from_numpy(batch.target_weights).to(losses.device)
             loss = (losses * weights).sum() / weights.sum()
             if gazing:
@@ -996,6 +1053,11 @@ class TrainingRun:
                     sums["presence"] += float(presence.detach())
                     sums["presence_n"] += 1.0
                     loss = loss + settings.presence_weight * presence
+            if self.position_head is not None:
+                position = self.position_loss(image_hidden, grid)
+                sums["position"] += float(position.detach())
+                sums["position_n"] += 1.0
+                loss = loss + settings.position_weight * position
             (loss / settings.gradient_accumulation).backward()
             detached = losses.detach().cpu().numpy()
             for task, code in TASK_CODES.items():
@@ -1034,7 +1096,7 @@ class TrainingRun:
 
         keep = settings.log_every
         self.window["loss"] = [*self.window["loss"][-keep + 1 :], sums["loss"]]
-        for task in ("examine", "attention", "grounding", "presence", "gaze"):
+        for task in ("examine", "attention", "grounding", "presence", "gaze", "position"):
             if sums.get(f"{task}_n"):
                 self.window[task] = [*self.window[task][-keep + 1 :], sums[task] / sums[f"{task}_n"]]
         report = Progress(
@@ -1046,6 +1108,7 @@ class TrainingRun:
             grounding_loss=float(np.mean(self.window["grounding"] or [math.nan])),
             presence_loss=float(np.mean(self.window["presence"] or [math.nan])),
             gaze_loss=float(np.mean(self.window["gaze"] or [math.nan])),
+            position_loss=float(np.mean(self.window["position"] or [math.nan])),
             phase=phase,
             learning_rate=float(self.scheduler.get_last_lr()[0]),
             images=self.images_seen,
@@ -1074,15 +1137,18 @@ class TrainingRun:
                 "images": len(self.data),
                 "examine_records": sum(1 for r in self.records if r.task == "examine"),
                 "attention_records": sum(1 for r in self.records if r.task == "attention"),
+                "longest_answer_tokens": self.answer_tokens,
                 "description": dict(description.document) if description is not None else None,
                 "phantoms": _phantom_source(settings.records),
             },
             "trained_labels": trained_labels(self.records),
             "grounding": {
                 "labels": self.data.grounding,
-                "heads": [name for name in ("grounding", "presence") if getattr(self, f"{name}_head") is not None],
+                "heads": [
+                    name for name in ("grounding", "presence", "position") if getattr(self, f"{name}_head") is not None
+                ],
             }
-            if self.grounding_head is not None or self.presence_head is not None
+            if self.grounding_head is not None or self.presence_head is not None or self.position_head is not None
             else None,
             "start": {"base": settings.base, "shape": asdict(settings.shape) if settings.shape else None},
             "settings": settings.fingerprint(),

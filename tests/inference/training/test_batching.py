@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 
 from inference.checkpoint import open_checkpoint
-from inference.config import Prompts
+from inference.config import GenerationSettings, Prompts
 from inference.prompts import IM_END, PromptEncoder
-from inference.training.batching import digit_token_ids, plan_micro_batch, sentence_first_tokens, tokenise_record
+from inference.training.batching import (
+    answer_lengths,
+    digit_token_ids,
+    generation_shortfalls,
+    plan_micro_batch,
+    sentence_first_tokens,
+    tokenise_record,
+)
 from inference.training.data import TrainingRecord
 
 PROMPTS = Prompts(examine="Describe the chest X-ray.", attention="Locate '{sentence}'")
@@ -162,3 +169,22 @@ def test_a_single_record_keeps_its_targets_in_the_suffix(tiny_checkpoint: Path) 
     assert batch.target_positions.min() == 0
     with pytest.raises(ValueError, match="at least one"):
         plan_micro_batch([], np.array([[1, 4, 4]]), checkpoint.tokens)
+
+
+def test_answer_lengths_count_the_tokens_generation_must_produce(tiny_checkpoint: Path) -> None:
+    tokenizer = open_checkpoint(tiny_checkpoint).tokenizer
+    records = _records(tiny_checkpoint)
+    lengths = answer_lengths(records, tokenizer)
+    expected = [len(tokenizer.encode(r.answer + IM_END, add_special_tokens=False).ids) for r in records]
+    assert lengths == {"examine": expected[:1], "attention": expected[1:]}
+
+
+def test_a_generation_limit_shorter_than_the_training_answers_is_named_with_its_share() -> None:
+    lengths: dict[Any, list[int]] = {"examine": [50, 60], "attention": [90, 96, 97, 151]}
+    messages = generation_shortfalls(lengths, GenerationSettings(160, 96))
+    assert messages == [
+        "--max-new-tokens-attention 96: 2 of 4 attention answers (50.0 %) are longer (up to 151 tokens with "
+        "<|im_end|>); the checkpoint would cut them off when it generates; at least 151 keeps them whole"
+    ]
+    assert generation_shortfalls(lengths, GenerationSettings(60, 151)) == []
+    assert generation_shortfalls({"examine": [], "attention": []}, GenerationSettings(1, 1)) == []

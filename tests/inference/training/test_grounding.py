@@ -8,7 +8,7 @@ import numpy as np
 
 from inference.geometry import DownscaledFrame, NormalizedFrame
 from inference.training.data import TrainingRecord
-from inference.training.grounding import grounding_labels, sentence_side, token_targets
+from inference.training.grounding import grid_positions, grounding_labels, sentence_side, token_targets
 
 
 def _attention(index: int, sentence: str, answer: str) -> TrainingRecord:
@@ -72,3 +72,11 @@ def test_with_sides_the_labels_and_targets_are_split_by_the_named_side() -> None
     assert grid[:, :, 2][3].tolist() == [1, 1, 1, 1, 1]  # the bilateral effusion's: the whole bottom row
     assert grid[:, :, 1].sum() == 1 and grid[0, 3, 1] == 1  # the left nodule's centre cell
     assert grid[:, :, 0].sum() > 0
+
+
+def test_grid_positions_are_the_cell_centres_in_row_major_order() -> None:
+    positions = grid_positions(2, 4)
+    assert positions.dtype == np.float32 and positions.shape == (8, 2)
+    np.testing.assert_allclose(positions[:4, 0], 0.25)  # first row
+    np.testing.assert_allclose(positions[4:, 0], 0.75)
+    np.testing.assert_allclose(positions[:4, 1], [0.125, 0.375, 0.625, 0.875])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from inference import load_engine
-from inference.config import ImageSettings, Prompts
+from inference.config import GenerationSettings, ImageSettings, Prompts
 from inference.demo import PhantomConfig, generate_phantom, write_phantom_dataset
 from inference.demo.dicom import phantom_dataset
 from inference.geometry import NormalizedFrame
@@ -118,6 +119,24 @@ def test_training_from_scratch_writes_a_checkpoint_the_runtime_loads(records: Pa
     phantom = generate_phantom(9, 0, SMALL)
     analysis = engine.analyze([phantom_dataset(phantom)])
     assert analysis.model.name == "gazex-test" and analysis.images[0].rows == phantom.rows
+
+
+def test_generation_limits_that_would_cut_off_training_answers_are_warned_about(
+    records: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(records, tmp_path, steps=1, generation=GenerationSettings(8, 8))
+    with caplog.at_level(logging.WARNING, logger="inference.training.trainer"):
+        metadata = train(settings)
+    longest = metadata["data"]["longest_answer_tokens"]
+    assert longest["examine"] > 8 and longest["attention"] > 8
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m.split(":")[0] for m in warned] == ["--max-new-tokens-examine 8", "--max-new-tokens-attention 8"]
+    assert f"at least {longest['attention']} keeps them whole" in warned[1]
+    caplog.clear()
+    roomy = GenerationSettings(longest["examine"], longest["attention"])
+    with caplog.at_level(logging.WARNING, logger="inference.training.trainer"):
+        train(_settings(records, tmp_path / "roomy", steps=1, generation=roomy))
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(records: Path, tmp_path: Path) -> None:
@@ -264,6 +283,47 @@ def test_grounding_trains_the_vision_tower_first_and_resumes_exactly(records: Pa
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_the_position_head_reads_each_image_tokens_place_and_resumes_exactly(records: Path, tmp_path: Path) -> None:
+    import torch
+
+    from inference.training.grounding import grid_positions
+    from inference.training.trainer import TrainingRun, _check_state
+
+    positioned = {"steps": 4, "position_weight": 1.0, "position_layer": 1}
+    run = TrainingRun(_settings(records, tmp_path / "steps", **positioned), None)
+    assert run.position_head is not None and run.grounding_head is None and run.presence_head is None
+    batch, pixel_values, grid, _ = run.data.micro_batch(0, np.random.default_rng(0))
+    hidden = run.wrapper.loss(batch, pixel_values, grid, image_layer=1)[4]
+    image = batch.plan.image_slice
+    assert hidden.shape[0] == image.stop - image.start
+    _, rows, columns = (int(v) for v in grid[0])
+    targets = torch.from_numpy(grid_positions(rows // 2, columns // 2))
+    expected = ((run.position_head(hidden) - targets) ** 2).mean()
+    torch.testing.assert_close(run.position_loss(hidden, grid), expected)
+    report = run.run_step()
+    assert np.isfinite(report.position_loss) and np.isnan(report.grounding_loss)
+    del run
+    with pytest.raises(TrainingError, match="--position-layer 99"):
+        TrainingRun(_settings(records, tmp_path / "deep", steps=4, position_weight=1.0, position_layer=99), None)
+
+    settings = _settings(records, tmp_path / "straight", **positioned)
+    metadata = train(settings)
+    assert metadata["grounding"]["heads"] == ["position"]
+    assert all(entry["position_loss"] is not None for entry in metadata["metrics"]["history"])
+    weights = load_file(str(settings.out / "model.safetensors"))
+    assert not any("position_head" in name for name in weights)  # training-only
+    interrupted = _settings(records, tmp_path / "interrupted", **positioned)
+    run = TrainingRun(interrupted, _check_state(interrupted, resume=False))
+    run.run_step()
+    run.run_step()
+    del run
+    train(interrupted, resume=True)
+    a = load_file(str(settings.out / "model.safetensors"))
+    b = load_file(str(interrupted.out / "model.safetensors"))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_the_presence_head_alone_adds_no_grounding_head(records: Path, tmp_path: Path) -> None:
     from inference.training.trainer import TrainingRun
 
@@ -303,7 +363,7 @@ def test_gaze_supervision_reads_the_language_models_attention_and_moves_it(recor
     assert maps.shape[1] == batch.plan.image_slice.stop - batch.plan.image_slice.start
 
     with torch.no_grad():
-        eager, _, _, weights = run.wrapper.loss(batch, pixel_values, grid, attentions=True)
+        eager, _, _, weights, _ = run.wrapper.loss(batch, pixel_values, grid, attentions=True)
         run.model.model.language_model.config._attn_implementation = "sdpa"
         plain = run.wrapper.loss(batch, pixel_values, grid)
         run.wrapper.eager_text_attention()
