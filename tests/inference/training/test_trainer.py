@@ -241,7 +241,7 @@ def test_the_vision_phase_has_its_own_warm_up_and_decay(records: Path, tmp_path:
 
 
 def test_grounding_trains_the_vision_tower_first_and_resumes_exactly(records: Path, tmp_path: Path) -> None:
-    from inference.training.trainer import TrainingRun, _check_state
+    from inference.training.trainer import TrainingRun
 
     grounded = {"steps": 4, "vision_steps": 2, "vision_batch": 2, "grounding_weight": 0.5, "presence_weight": 1.0}
     run = TrainingRun(_settings(records, tmp_path / "steps", **grounded), None)
@@ -271,23 +271,14 @@ def test_grounding_trains_the_vision_tower_first_and_resumes_exactly(records: Pa
     weights = load_file(str(settings.out / "model.safetensors"))
     assert not any("grounding" in name for name in weights)
 
-    interrupted = _settings(records, tmp_path / "interrupted", **grounded)
-    run = TrainingRun(interrupted, _check_state(interrupted, resume=False))
-    run.run_step()
-    run.run_step()
-    del run
-    train(interrupted, resume=True)
-    a = load_file(str(settings.out / "model.safetensors"))
-    b = load_file(str(interrupted.out / "model.safetensors"))
-    for name in a:
-        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    _assert_an_interrupted_run_resumes_to(settings, _settings(records, tmp_path / "interrupted", **grounded))
 
 
 def test_the_position_head_reads_each_image_tokens_place_and_resumes_exactly(records: Path, tmp_path: Path) -> None:
     import torch
 
     from inference.training.grounding import grid_positions
-    from inference.training.trainer import TrainingRun, _check_state
+    from inference.training.trainer import TrainingRun
 
     positioned = {"steps": 4, "position_weight": 1.0, "position_layer": 1}
     run = TrainingRun(_settings(records, tmp_path / "steps", **positioned), None)
@@ -312,16 +303,7 @@ def test_the_position_head_reads_each_image_tokens_place_and_resumes_exactly(rec
     assert all(entry["position_loss"] is not None for entry in metadata["metrics"]["history"])
     weights = load_file(str(settings.out / "model.safetensors"))
     assert not any("position_head" in name for name in weights)  # training-only
-    interrupted = _settings(records, tmp_path / "interrupted", **positioned)
-    run = TrainingRun(interrupted, _check_state(interrupted, resume=False))
-    run.run_step()
-    run.run_step()
-    del run
-    train(interrupted, resume=True)
-    a = load_file(str(settings.out / "model.safetensors"))
-    b = load_file(str(interrupted.out / "model.safetensors"))
-    for name in a:
-        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    _assert_an_interrupted_run_resumes_to(settings, _settings(records, tmp_path / "interrupted", **positioned))
 
 
 def test_the_presence_head_alone_adds_no_grounding_head(records: Path, tmp_path: Path) -> None:
@@ -331,6 +313,21 @@ def test_the_presence_head_alone_adds_no_grounding_head(records: Path, tmp_path:
     assert run.grounding_head is None and run.presence_head is not None
     report = run.run_step()
     assert np.isfinite(report.presence_loss) and np.isnan(report.grounding_loss)
+
+
+def _assert_an_interrupted_run_resumes_to(straight: TrainingSettings, interrupted: TrainingSettings) -> None:
+    """Two steps, stopped, then resumed: the weights are those of ``straight``'s uninterrupted run."""
+    from inference.training.trainer import TrainingRun, _check_state
+
+    run = TrainingRun(interrupted, _check_state(interrupted, resume=False))
+    run.run_step()
+    run.run_step()
+    del run
+    train(interrupted, resume=True)
+    a = load_file(str(straight.out / "model.safetensors"))
+    b = load_file(str(interrupted.out / "model.safetensors"))
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def torch_equal(a: object, b: object) -> bool:
