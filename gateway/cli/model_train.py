@@ -183,7 +183,8 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         "--grounding-sides",
         action="store_true",
         help="split the grounding and presence labels by the side the sentence names (pleural_effusion:right, "
-        ":left, :bilateral), so the image tokens and the language model's state say the side",
+        ":left, :bilateral), so the image tokens and the language model's state say the side; both losses are "
+        "scaled so that each finding kind weighs what it weighs unsplit",
     )
     optim.add_argument(
         "--presence-weight",

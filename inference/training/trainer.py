@@ -75,7 +75,7 @@ from inference.training.data import (
     read_records,
 )
 from inference.training.gaze import answer_gaze_targets, sentence_gaze_maps, sentence_key
-from inference.training.grounding import grid_positions, grounding_labels, token_targets
+from inference.training.grounding import grid_positions, grounding_labels, kind_scale, token_targets
 from inference.vision_input import ImageProcessing, patchify, resize_for_model, to_uint8
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,8 @@ class TrainingSettings:
     vision_steps: int = 0  # first steps train the vision tower alone, vision_batch images each
     vision_batch: int = 16
     grounding_weight: float = 0.0  # the grounding loss's weight beside the language loss afterwards
-    # the grounding and presence labels split by the side the sentence names (grounding.py)
+    # the grounding and presence labels split by the side the sentence names (grounding.py); their
+    # losses are scaled so that each finding kind weighs what it weighs unsplit (kind_scale)
     grounding_sides: bool = False
     # a training-only head reading the image's findings from the language model's hidden state at
     # every examine answer position (so the report is written from the image, not from its prior)
@@ -566,6 +567,7 @@ class _Data:
         self.digits = digit_token_ids(self.tokenizer)
         self.frame = start.gazex.coordinates
         self.grounding = grounding_labels(records, settings.grounding_sides)
+        self.kind_scale = kind_scale(self.grounding)  # labels per finding kind: > 1 only with sides
         self._cache: dict[int, _ImageData] = {}
 
     def __len__(self) -> int:
@@ -979,20 +981,22 @@ class TrainingRun:
         }
 
     def grounding_loss(self, image: Any, indices: Sequence[int]) -> Any:
-        """Binary cross-entropy of the grounding head on the images' tokens (mean over cells)."""
+        """Binary cross-entropy of the grounding head on the images' tokens (mean over cells; over
+        labels, times the labels per finding kind: see :func:`~inference.training.grounding.kind_scale`)."""
         assert self.grounding_head is not None
         targets = np.concatenate([self.data.grounding_targets(index) for index in indices])
         logits = self.grounding_head(image.float())
-        return self.torch.nn.functional.binary_cross_entropy_with_logits(logits, self.wrapper.tensor(targets))
+        loss = self.torch.nn.functional.binary_cross_entropy_with_logits(logits, self.wrapper.tensor(targets))
+        return loss * self.data.kind_scale
 
     def presence_loss(self, hidden: Any, index: int) -> Any:
         """Binary cross-entropy of the presence head at each examine answer position: which findings
-        the image holds (the labels its grounding targets mark anywhere)."""
+        the image holds (the labels its grounding targets mark anywhere); scaled as the grounding loss."""
         assert self.presence_head is not None
         present = self.data.grounding_targets(index).max(axis=0)
         targets = self.wrapper.tensor(np.broadcast_to(present, (hidden.shape[0], present.shape[0])))
         logits = self.presence_head(hidden.float())
-        return self.torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        return self.torch.nn.functional.binary_cross_entropy_with_logits(logits, targets) * self.data.kind_scale
 
     def position_loss(self, hidden: Any, grid: npt.NDArray[np.int64]) -> Any:
         """Mean squared error of the position head: each image token's row and column on the merged

@@ -8,7 +8,14 @@ import numpy as np
 
 from inference.geometry import DownscaledFrame, NormalizedFrame
 from inference.training.data import TrainingRecord
-from inference.training.grounding import grid_positions, grounding_labels, sentence_side, token_targets
+from inference.training.grounding import (
+    grid_positions,
+    grounding_labels,
+    kind_scale,
+    label_kind,
+    sentence_side,
+    token_targets,
+)
 
 
 def _attention(index: int, sentence: str, answer: str) -> TrainingRecord:
@@ -72,6 +79,20 @@ def test_with_sides_the_labels_and_targets_are_split_by_the_named_side() -> None
     assert grid[:, :, 2][3].tolist() == [1, 1, 1, 1, 1]  # the bilateral effusion's: the whole bottom row
     assert grid[:, :, 1].sum() == 1 and grid[0, 3, 1] == 1  # the left nodule's centre cell
     assert grid[:, :, 0].sum() > 0
+
+
+def test_the_kind_scale_gives_each_finding_kind_the_weight_it_had_without_sides() -> None:
+    records = [EXAMINE, EFFUSION, NODULE, NEGATIVE, BILATERAL, DEVICE]
+    assert kind_scale(grounding_labels(records)) == 1.0  # unsplit: the losses are unchanged
+    sided = grounding_labels(records, sides=True)
+    assert [label_kind(label) for label in sided] == [
+        "endotracheal_tube",
+        "nodule",
+        "pleural_effusion",
+        "pleural_effusion",
+    ]
+    assert kind_scale(sided) == 4 / 3  # 4 labels of 3 kinds: the mean over labels times 4/3
+    assert kind_scale([]) == 1.0
 
 
 def test_grid_positions_are_the_cell_centres_in_row_major_order() -> None:

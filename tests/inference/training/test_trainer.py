@@ -306,6 +306,42 @@ def test_the_position_head_reads_each_image_tokens_place_and_resumes_exactly(rec
     _assert_an_interrupted_run_resumes_to(settings, _settings(records, tmp_path / "interrupted", **positioned))
 
 
+def test_with_sides_the_grounding_and_presence_losses_weigh_each_finding_kind_as_unsplit(
+    records: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from inference.training.grounding import label_kind
+    from inference.training.trainer import TrainingRun
+
+    # the fixture's findings are all on the right: add each right-sided statement's mirror image
+    entries = json.loads(records.read_text())
+    for entry in list(entries):
+        question = entry["messages"][0]["content"]
+        if question.startswith("<image>Locate") and " right " in question:
+            mirrored = [{**m, "content": m["content"].replace(" right ", " left ")} for m in entry["messages"]]
+            entries.append({**entry, "messages": mirrored})
+    both = records.with_name("both-sides.json")  # beside the records: their image paths are relative
+    both.write_text(json.dumps(entries))
+    both.with_name("both-sides.meta.json").write_bytes(records.with_name("records.meta.json").read_bytes())
+    sided = {"vision_steps": 1, "vision_batch": 2, "grounding_weight": 1.0, "presence_weight": 1.0}
+    run = TrainingRun(_settings(both, tmp_path / "sides", grounding_sides=True, **sided), None)
+    labels = run.data.grounding
+    kinds = {label_kind(label) for label in labels}
+    assert len(labels) > len(kinds)
+    assert run.data.kind_scale == len(labels) / len(kinds)
+    image = run.wrapper.image_tokens(*run.data.vision_batch([0]))
+    targets = torch.from_numpy(run.data.grounding_targets(0))
+    mean = torch.nn.functional.binary_cross_entropy_with_logits(run.grounding_head(image.float()), targets)
+    torch.testing.assert_close(run.grounding_loss(image, [0]), mean * len(labels) / len(kinds))
+    hidden = torch.randn(3, run.presence_head.in_features)
+    present = targets.amax(dim=0).expand(3, -1)
+    mean = torch.nn.functional.binary_cross_entropy_with_logits(run.presence_head(hidden), present)
+    torch.testing.assert_close(run.presence_loss(hidden, 0), mean * len(labels) / len(kinds))
+    unsplit = TrainingRun(_settings(both, tmp_path / "unsplit", **sided), None)
+    assert unsplit.data.kind_scale == 1.0
+
+
 def test_the_presence_head_alone_adds_no_grounding_head(records: Path, tmp_path: Path) -> None:
     from inference.training.trainer import TrainingRun
 
