@@ -83,7 +83,7 @@ def kind_scale(labels: Sequence[str]) -> float:
 
     The grounding and presence losses are means over their labels, so splitting labels by side
     would shrink every kind's share of the gradient, the unsided ones (the endotracheal tube)
-    most: 8 kinds became 17 labels in the demo records.  The trainer multiplies those losses by
+    most: 8 kinds became 15 labels in the demo records.  The trainer multiplies those losses by
     this factor, which makes them sums over labels divided by the number of kinds: each kind
     weighs what it weighed without sides.
     """
