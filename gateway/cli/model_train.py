@@ -184,7 +184,7 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="split the grounding and presence labels by the side the sentence names (pleural_effusion:right, "
         ":left, :bilateral), so the image tokens and the language model's state say the side; both losses are "
-        "scaled so that each finding kind weighs what it weighs unsplit",
+        "scaled so that each label weighs what one finding kind weighs unsplit",
     )
     optim.add_argument(
         "--presence-weight",

@@ -84,8 +84,9 @@ def kind_scale(labels: Sequence[str]) -> float:
     The grounding and presence losses are means over their labels, so splitting labels by side
     would shrink every kind's share of the gradient, the unsided ones (the endotracheal tube)
     most: 8 kinds became 15 labels in the demo records.  The trainer multiplies those losses by
-    this factor, which makes them sums over labels divided by the number of kinds: each kind
-    weighs what it weighed without sides.
+    this factor, which makes them sums over labels divided by the number of kinds: each label
+    weighs what one kind weighed without sides (a finding's positive cells mark one label, of its
+    side, so they weigh as before).
     """
     kinds = {label_kind(label) for label in labels}
     return len(labels) / len(kinds) if kinds else 1.0

@@ -135,7 +135,7 @@ class TrainingSettings:
     vision_batch: int = 16
     grounding_weight: float = 0.0  # the grounding loss's weight beside the language loss afterwards
     # the grounding and presence labels split by the side the sentence names (grounding.py); their
-    # losses are scaled so that each finding kind weighs what it weighs unsplit (kind_scale)
+    # losses are scaled so that each label weighs what one finding kind weighs unsplit (kind_scale)
     grounding_sides: bool = False
     # a training-only head reading the image's findings from the language model's hidden state at
     # every examine answer position (so the report is written from the image, not from its prior)

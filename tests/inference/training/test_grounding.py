@@ -81,7 +81,7 @@ def test_with_sides_the_labels_and_targets_are_split_by_the_named_side() -> None
     assert grid[:, :, 0].sum() > 0
 
 
-def test_the_kind_scale_gives_each_finding_kind_the_weight_it_had_without_sides() -> None:
+def test_the_kind_scale_gives_each_label_the_weight_a_kind_had_without_sides() -> None:
     records = [EXAMINE, EFFUSION, NODULE, NEGATIVE, BILATERAL, DEVICE]
     assert kind_scale(grounding_labels(records)) == 1.0  # unsplit: the losses are unchanged
     sided = grounding_labels(records, sides=True)

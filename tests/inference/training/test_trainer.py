@@ -306,7 +306,7 @@ def test_the_position_head_reads_each_image_tokens_place_and_resumes_exactly(rec
     _assert_an_interrupted_run_resumes_to(settings, _settings(records, tmp_path / "interrupted", **positioned))
 
 
-def test_with_sides_the_grounding_and_presence_losses_weigh_each_finding_kind_as_unsplit(
+def test_with_sides_the_grounding_and_presence_losses_weigh_each_label_as_a_kind_unsplit(
     records: Path, tmp_path: Path
 ) -> None:
     import torch
