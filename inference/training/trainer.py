@@ -372,6 +372,21 @@ def _gazex_config(
     )
 
 
+def _base_identity(base: str | None, checkpoint: Checkpoint) -> dict[str, Any]:
+    """Which weights a fine-tune started from: ``builtin:NAME`` or a directory names whatever is there at
+    the time, so the metadata also keeps the base's weights digest and, for a GazeX checkpoint, its name
+    and version."""
+    if base is None:
+        return {}
+    document = resolve_checkpoint_path(base) / "gazex.json"
+    described = json.loads(document.read_text(encoding="utf-8")) if document.is_file() else {}
+    return {
+        "base_weights_sha256": checkpoint.weights_sha256,
+        "base_name": described.get("name"),
+        "base_version": described.get("version"),
+    }
+
+
 def prepare_start(settings: TrainingSettings, records_text: Callable[[Prompts], list[TrainingRecord]]) -> Start:
     """Open the base checkpoint, or write the scratch one into ``<work dir>/init`` (once)."""
     if settings.base is not None:
@@ -1154,7 +1169,11 @@ class TrainingRun:
             }
             if self.grounding_head is not None or self.presence_head is not None or self.position_head is not None
             else None,
-            "start": {"base": settings.base, "shape": asdict(settings.shape) if settings.shape else None},
+            "start": {
+                "base": settings.base,
+                **_base_identity(settings.base, self.start.checkpoint),
+                "shape": asdict(settings.shape) if settings.shape else None,
+            },
             "settings": settings.fingerprint(),
             "metrics": {
                 "steps": self.step,

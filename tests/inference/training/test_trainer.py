@@ -6,7 +6,7 @@ import itertools
 import json
 import logging
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,7 @@ def test_training_from_scratch_writes_a_checkpoint_the_runtime_loads(records: Pa
     assert metadata["seed"] == 5 and metadata["command"] == ["gazex", "model", "train", "..."]
     assert metadata["data"]["phantoms"]["seed"] == 3 and metadata["data"]["images"] == 3
     assert metadata["metrics"]["steps"] == 4 and len(metadata["metrics"]["history"]) == 2
+    assert metadata["start"] == {"base": None, "shape": asdict(TINY_SHAPE)}
     assert set(metadata["trained_labels"]) <= {
         "nodule",
         "mass",
@@ -209,6 +210,25 @@ def test_fine_tuning_a_plain_qwen2_vl_checkpoint_with_lora(
     changed = [k for k in merged if not np.array_equal(merged[k], original[k])]
     assert changed and all(k.startswith("model.layers.") and "self_attn" in k for k in changed)  # LLM attention only
     assert load_engine(settings.out, device="cpu").identity.name == "gazex-test"
+
+
+def test_a_fine_tune_records_which_weights_it_started_from(
+    records: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """builtin:NAME or a directory names whatever is there at the time; the digest, name and version do not change."""
+    from inference.checkpoint import open_checkpoint
+
+    base = open_checkpoint(tiny_checkpoint)
+    settings = _settings(records, tmp_path, base=str(tiny_checkpoint), shape=None, steps=2, freeze_vision=True)
+    start = train(settings)["start"]
+    assert start == {
+        "base": str(tiny_checkpoint),
+        "base_weights_sha256": base.weights_sha256,
+        "base_name": base.gazex.name,
+        "base_version": base.gazex.version,
+        "shape": None,
+    }
+    assert open_checkpoint(settings.out).weights_sha256 != base.weights_sha256
 
 
 def test_lora_without_peft_says_how_to_get_it(
