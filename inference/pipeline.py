@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +34,12 @@ from inference.sentences import ends_a_sentence, split_sentences
 from inference.vision_input import ModelImage, prepare_model_image
 
 logger = logging.getLogger(__name__)
+
+#: The attention answer's markup (a coordinate pair in parentheses, or a section name), which a
+#: report never holds: a report that reaches it has turned into an attention answer.
+_ANSWER_MARKUP = re.compile(
+    r"\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)|\b(?:visual clues|observation)\s*:", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +148,14 @@ class GazexPipeline:
         if generation.stop == "length" and sentences and not ends_a_sentence(sentences[-1]):
             sentences = sentences[:-1]
             notes.append("the report reached the token budget; its unfinished last sentence was dropped")
+        garbled = next((i for i, sentence in enumerate(sentences) if _ANSWER_MARKUP.search(sentence)), None)
+        if garbled is not None:
+            notes.append(
+                f"the report turned into an attention answer (coordinates) in sentence {garbled + 1}; it was cut "
+                f"there ({len(sentences) - garbled} sentence(s) dropped)"
+            )
+            sentences = sentences[:garbled]
+            report = " ".join(sentences)
         if not sentences:
             notes.append("the model wrote no report sentence")
         return report, sentences, tuple(notes)
@@ -166,6 +181,8 @@ class GazexPipeline:
         pixels_done = time.perf_counter()
         report, sentences, examine_notes = self.examine(image)
         examine_done = time.perf_counter()
+        for note in examine_notes:
+            logger.warning("SOP instance %s: %s", sop_instance_uid, note)
         answers = self.attend(image, sentences)
         attention_done = time.perf_counter()
         analysis, dropped = build_image_analysis(sop_instance_uid, image.geometry, report, sentences, answers)

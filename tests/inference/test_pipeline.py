@@ -158,6 +158,37 @@ def test_unfinished_last_sentence_is_dropped(roomy_checkpoint: Path, chest_cr: p
     assert any("token budget" in note for note in report.images[0].notes)
 
 
+def test_a_report_that_turns_into_an_attention_answer_is_cut_before_it(
+    roomy_checkpoint: Path, chest_cr: pydicom.Dataset, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen once in 501 images with a fine-tune of the demo model: the report must not carry coordinates."""
+    checkpoint = open_checkpoint(roomy_checkpoint)
+    garbled = (
+        "The trachea is midline. No endotracheal19,10)(20,15)(22,11)] observation : [(18,10)(20,29)(18,20)]. "
+        "No pneumothorax."
+    )
+    backend = ScriptedBackend(
+        checkpoint.tokenizer, lambda p: garbled if "description '" not in p else "observation: [(1,1)(9,9)(5,5)]"
+    )
+    with caplog.at_level(logging.WARNING, logger="inference.pipeline"):
+        report = GazexEngine(checkpoint, backend).analyze_study([chest_cr])
+    (image,) = report.analysis.images
+    assert image.report == "The trachea is midline."
+    assert [f.text for f in image.findings] == ["The trachea is midline."]
+    (note,) = report.images[0].notes
+    assert note.startswith("the report turned into an attention answer (coordinates) in sentence 2; it was cut")
+    assert note.endswith("(2 sentence(s) dropped)")
+    assert f"SOP instance {chest_cr.SOPInstanceUID}: {note}" in caplog.text
+    assert "Doe" not in caplog.text and "PID-2231" not in caplog.text
+    # prose that merely holds numbers or brackets is a report
+    plain = "Nodule (12 mm) in the right upper lobe, 3 cm from the hilum. No effusion."
+    backend = ScriptedBackend(
+        checkpoint.tokenizer, lambda p: plain if "description '" not in p else "observation: [(1,1)(9,9)(5,5)]"
+    )
+    report = GazexEngine(checkpoint, backend).analyze_study([chest_cr])
+    assert report.analysis.images[0].report == plain and report.images[0].notes == ()
+
+
 def test_empty_report(tiny_checkpoint: Path, chest_cr: pydicom.Dataset) -> None:
     checkpoint = open_checkpoint(tiny_checkpoint)
     backend = ScriptedBackend(checkpoint.tokenizer, lambda prompt: "")
