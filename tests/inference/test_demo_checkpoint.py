@@ -35,11 +35,11 @@ CI_COUNT = 12
 MACRO_F1_FLOOR = 0.7
 OBSERVATION_IOU_FLOOR = 0.45
 # what these weights measure on the CI set, less a margin (regression floors; see MODEL_CARD.md)
-PIPELINE_MACRO_F1_FLOOR = 0.8  # measured 0.904 (every label; a nodule and a central line missed)
-PIPELINE_OBSERVATION_IOU_FLOOR = 0.24  # measured 0.289 (heart boxes on the heart; the others mostly beside theirs)
-PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.93  # measured 0.966
-LOCATED_IOU_FLOOR = 0.28  # measured 0.327
-LOCATED_CENTRED_COSINE_FLOOR = 0.65  # measured 0.708
+PIPELINE_MACRO_F1_FLOOR = 0.8  # measured 0.904 (nodule F1 0.67, consolidation 0.8; the rest 0.86-1.0)
+PIPELINE_OBSERVATION_IOU_FLOOR = 0.3  # measured 0.370 (heart 0.86, pneumothorax 0.52, the effusion 0)
+PIPELINE_TRAJECTORY_COSINE_FLOOR = 0.93  # measured 0.969
+LOCATED_IOU_FLOOR = 0.34  # measured 0.407
+LOCATED_CENTRED_COSINE_FLOOR = 0.65  # measured 0.725
 
 
 def test_the_demo_checkpoint_is_bundled_small_and_labelled_as_demo_weights() -> None:
@@ -128,9 +128,9 @@ def test_the_observation_box_of_a_stated_obvious_finding_lands_on_it(demo_engine
             *case,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="the demo weights (0.6.0) report this large right effusion as left and box the left side: "
-                "the box follows the sentence's wording, not the image (MODEL_CARD.md, 'Limitations'); 0.5.0 "
-                "passed; a checkpoint that gets the side right makes this pass",
+                reason="the demo weights (0.6.0 and 0.7.0) report this large right effusion as left and box the "
+                "left side: the box follows the sentence's wording, not the image (MODEL_CARD.md, 'Limitations'); "
+                "0.5.0 passed; a checkpoint that gets the side right makes this pass",
             ),
         )
         if case[0] == "pleural_effusion"
@@ -172,9 +172,10 @@ def test_the_demo_checkpoint_stays_above_the_floor_of_the_macro_f1_target(ci_eva
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="the demo weights do not meet issue 7's observation IoU target (0.292 on 200 held-out phantoms, 0.5 "
-    "wanted: boxes other than the heart's mostly miss, nodules are boxed lobe-sized, and the devices' training "
-    "boxes are the reader's fixations, not the device; MODEL_CARD.md); a checkpoint that does makes this pass",
+    reason="the demo weights do not meet issue 7's observation IoU target (0.324 on 200 held-out phantoms, 0.5 "
+    "wanted: boxes other than the heart's and the pneumothoraces' mostly miss, nodules are boxed lobe-sized, and "
+    "the devices' training boxes are the reader's fixations, not the device; MODEL_CARD.md); a checkpoint that "
+    "does makes this pass",
 )
 def test_the_demo_checkpoint_stays_above_the_floor_of_the_iou_target(ci_evaluations: dict[str, Any]) -> None:
     result = ci_evaluations["pipeline"]
