@@ -35,10 +35,10 @@ from inference.vision_input import ModelImage, prepare_model_image
 
 logger = logging.getLogger(__name__)
 
-#: The attention answer's markup (a coordinate pair in parentheses, or a section name), which a
-#: report never holds: a report that reaches it has turned into an attention answer.
+#: The attention answer's markup (a coordinate pair in parentheses, or a section name opening its
+#: list), which a report never holds: a report that reaches it has turned into an attention answer.
 _ANSWER_MARKUP = re.compile(
-    r"\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)|\b(?:visual clues|observation)\s*:", re.IGNORECASE
+    r"\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)|\b(?:visual clues|observation)\s*:\s*\[", re.IGNORECASE
 )
 
 

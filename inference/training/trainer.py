@@ -336,6 +336,7 @@ class Start:
 
     checkpoint: Checkpoint
     gazex: GazexConfig
+    base: GazexConfig | None = None  # the base checkpoint's own gazex.json, where it has one
 
 
 def _resolve_data(settings: TrainingSettings, base_gazex: GazexConfig | None) -> tuple[CoordinateFrame, Prompts]:
@@ -372,18 +373,16 @@ def _gazex_config(
     )
 
 
-def _base_identity(base: str | None, checkpoint: Checkpoint) -> dict[str, Any]:
+def _base_identity(settings: TrainingSettings, start: Start) -> dict[str, Any]:
     """Which weights a fine-tune started from: ``builtin:NAME`` or a directory names whatever is there at
     the time, so the metadata also keeps the base's weights digest and, for a GazeX checkpoint, its name
     and version."""
-    if base is None:
+    if settings.base is None:
         return {}
-    document = resolve_checkpoint_path(base) / "gazex.json"
-    described = json.loads(document.read_text(encoding="utf-8")) if document.is_file() else {}
     return {
-        "base_weights_sha256": checkpoint.weights_sha256,
-        "base_name": described.get("name"),
-        "base_version": described.get("version"),
+        "base_weights_sha256": start.checkpoint.weights_sha256,
+        "base_name": start.base.name if start.base else None,
+        "base_version": start.base.version if start.base else None,
     }
 
 
@@ -396,7 +395,7 @@ def prepare_start(settings: TrainingSettings, records_text: Callable[[Prompts], 
         frame, prompts = _resolve_data(settings, base_gazex)
         image = settings.image or (base_gazex.image if base_gazex else ImageSettings(3136, 589824))
         gazex = _gazex_config(settings, frame, prompts, image)
-        return Start(open_checkpoint(settings.base, gazex=gazex), gazex)
+        return Start(open_checkpoint(settings.base, gazex=gazex), gazex, base_gazex)
 
     assert settings.shape is not None
     frame, prompts = _resolve_data(settings, None)
@@ -1171,7 +1170,7 @@ class TrainingRun:
             else None,
             "start": {
                 "base": settings.base,
-                **_base_identity(settings.base, self.start.checkpoint),
+                **_base_identity(settings, self.start),
                 "shape": asdict(settings.shape) if settings.shape else None,
             },
             "settings": settings.fingerprint(),

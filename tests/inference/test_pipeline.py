@@ -161,7 +161,7 @@ def test_unfinished_last_sentence_is_dropped(roomy_checkpoint: Path, chest_cr: p
 def test_a_report_that_turns_into_an_attention_answer_is_cut_before_it(
     roomy_checkpoint: Path, chest_cr: pydicom.Dataset, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Seen once in 501 images with a fine-tune of the demo model: the report must not carry coordinates."""
+    """Seen in 2 of 501 reports of a fine-tune of the demo model: the report must not carry coordinates."""
     checkpoint = open_checkpoint(roomy_checkpoint)
     garbled = (
         "The trachea is midline. No endotracheal19,10)(20,15)(22,11)] observation : [(18,10)(20,29)(18,20)]. "
@@ -180,8 +180,8 @@ def test_a_report_that_turns_into_an_attention_answer_is_cut_before_it(
     assert note.endswith("(2 sentence(s) dropped)")
     assert f"SOP instance {chest_cr.SOPInstanceUID}: {note}" in caplog.text
     assert "Doe" not in caplog.text and "PID-2231" not in caplog.text
-    # prose that merely holds numbers or brackets is a report
-    plain = "Nodule (12 mm) in the right upper lobe, 3 cm from the hilum. No effusion."
+    # prose that merely holds numbers, brackets or the word "observation" is a report
+    plain = "Observation: nodule (12 mm) in the right upper lobe, 3 cm from the hilum. No effusion."
     backend = ScriptedBackend(
         checkpoint.tokenizer, lambda p: plain if "description '" not in p else "observation: [(1,1)(9,9)(5,5)]"
     )
