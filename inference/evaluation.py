@@ -22,6 +22,12 @@ by highest IoU, the rest in order of appearance.
 matched pairs whose truth is present and has a box (a predicted statement without a box
 scores 0).  ``total`` counts all such truth statements, so missed findings are visible.
 
+**Laterality** (:func:`side_agreement`).  Over matched pairs whose truth is present and names a
+side ("right pleural effusion", "left internal jugular catheter"; :func:`inference.labeller.sentence_side`):
+how many predicted sentences name the same side.  A pair is matched by label and presence only, so
+a finding reported on the wrong side still pairs with the truth; its box is then usually on the
+other side and scores an IoU near 0.  A predicted sentence that names no side disagrees.
+
 **Trajectory alignment** (:func:`trajectory_alignment`), after the GazeX paper's comparison of
 the model's attention centroids with radiologists' (``quantitative_metrics/
 compare_gazex_radiologist_attention_centriods.py`` plots, per sentence, the ground-truth
@@ -46,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.labeller import sentence_side
 from inference.results import Box, Finding, Point
 
 DEFAULT_IGNORE: frozenset[str] = frozenset({"other"})
@@ -59,6 +66,7 @@ class Statement:
     present: bool
     observation: Box | None = None
     centroids: tuple[Point, ...] = ()
+    side: str | None = None  # the side the sentence names: right, left, bilateral; None
 
 
 def statements_from_findings(findings: Iterable[Finding]) -> list[Statement]:
@@ -69,6 +77,7 @@ def statements_from_findings(findings: Iterable[Finding]) -> list[Statement]:
             f.present,
             f.observation.box if f.observation is not None else None,
             tuple(clue.centroid for clue in f.clues),
+            sentence_side(f.text),
         )
         for f in findings
     ]
@@ -201,6 +210,34 @@ def observation_iou(
             if t.present and t.observation is not None:
                 values.append(t.observation.iou(p.observation) if p.observation is not None else 0.0)
     return IoUSummary(float(np.mean(values)) if values else math.nan, len(values), total)
+
+
+@dataclass(frozen=True, slots=True)
+class SideSummary:
+    agree: int  # pairs whose predicted sentence names the truth's side
+    pairs: int  # matched present pairs whose truth names a side
+
+    @property
+    def rate(self) -> float:
+        """``agree / pairs``; NaN when no pair names a side."""
+        return self.agree / self.pairs if self.pairs else math.nan
+
+
+def side_agreement(
+    truth: Sequence[Sequence[Statement]],
+    predicted: Sequence[Sequence[Statement]],
+    ignore: frozenset[str] = DEFAULT_IGNORE,
+    label_map: Mapping[str, str] | None = None,
+) -> SideSummary:
+    """How often a matched present finding is reported on the side the truth names."""
+    _check_lengths(truth, predicted)
+    agree = pairs = 0
+    for truth_image, predicted_image in zip(truth, predicted, strict=True):
+        for t, p in match_statements(truth_image, predicted_image, ignore, label_map):
+            if t.present and t.side is not None:
+                pairs += 1
+                agree += int(p.side == t.side)
+    return SideSummary(agree, pairs)
 
 
 @dataclass(frozen=True, slots=True)

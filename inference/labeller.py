@@ -253,3 +253,20 @@ def label_sentence(sentence: str) -> SentenceLabel:
         if label.present:
             return label
     return labels[0]
+
+
+#: A word that names a side of the chest.
+SIDE_WORDS = re.compile(r"\b(right|left|bilateral(?:ly)?|both)\b", re.IGNORECASE)
+
+
+def sentence_side(sentence: str) -> str | None:
+    """The side a sentence names first: ``right``, ``left`` or ``bilateral`` (also for "both"); None.
+
+    The patient's side, as reports name it ("right pleural effusion", "left internal jugular
+    catheter"); the training targets' side split and the evaluation's laterality check use it.
+    """
+    found = SIDE_WORDS.search(sentence)
+    if found is None:
+        return None
+    word = found.group(1).lower()
+    return word if word in ("right", "left") else "bilateral"

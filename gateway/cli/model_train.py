@@ -159,6 +159,13 @@ def _optimisation_arguments(parser: argparse.ArgumentParser) -> None:
         help="further times that, where the sentence states a finding as present (default 1)",
     )
     optim.add_argument(
+        "--side-weight",
+        type=float,
+        default=1.0,
+        help="further times the examine weight, for the token of each word that names a side: right, left, "
+        "bilateral (default 1)",
+    )
+    optim.add_argument(
         "--observation-weight",
         type=float,
         default=None,
@@ -291,6 +298,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
             decision_weight=args.decision_weight,
             positive_weight=args.positive_weight,
             observation_weight=args.observation_weight,
+            side_weight=args.side_weight,
             freeze_vision=args.freeze_vision,
             vision_steps=args.vision_steps,
             vision_batch=args.vision_batch,
@@ -420,9 +428,13 @@ def _number(value: float, digits: int = 3) -> str:
     return "-" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _percent(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.0f} %" if whole else "-"
+
+
 def format_evaluation(result: EvaluationResult) -> str:
     """The evaluation as a Markdown table and a summary."""
-    headers = ["label", "trained", "support", "predicted", "precision", "recall", "F1", "obs. IoU", "IoU pairs"]
+    headers = ["label", "trained", "support", "predicted", "precision", "recall", "F1", "obs. IoU", "IoU pairs", "side"]
     rows = [
         [
             label.label,
@@ -434,6 +446,7 @@ def format_evaluation(result: EvaluationResult) -> str:
             _number(label.f1),
             _number(label.iou),
             str(label.iou_pairs),
+            f"{label.side_agree}/{label.side_pairs}" if label.side_pairs else "-",
         ]
         for label in result.labels
     ]
@@ -456,6 +469,8 @@ def format_evaluation(result: EvaluationResult) -> str:
         f"macro F1 over {len(result.macro_labels)} trained labels: {_number(result.macro_f1)}",
         f"mean observation IoU: {_number(result.observation_iou)} "
         f"({result.observation_pairs} matched of {result.observation_total} present findings with a box)",
+        f"laterality: {result.side_agree} of {result.side_pairs} matched findings whose true sentence names "
+        f"a side are reported on that side ({_percent(result.side_agree, result.side_pairs)})",
         f"trajectory alignment: cosine {_number(float(trajectory['cosine']))} "
         f"(x {_number(float(trajectory['cosine_x']))}, y {_number(float(trajectory['cosine_y']))}, "
         f"centred {_number(float(trajectory['cosine_centered']))}), mean distance "

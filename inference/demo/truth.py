@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from inference.demo.phantoms import Phantom
 from inference.evaluation import Statement
+from inference.labeller import sentence_side
 from inference.reflacx.model import ReflacxFixation, TranscribedWord
 from inference.training.attention import AttentionSettings, dictated_sentences, sentence_attention
 
@@ -19,8 +20,8 @@ def phantom_fixations(phantom: Phantom) -> tuple[ReflacxFixation, ...]:
 
 def phantom_statements(phantom: Phantom, settings: AttentionSettings | None = None) -> list[Statement]:
     """One statement per report sentence: its intended label and presence, the ground-truth
-    region (present findings only), and the centroids of the fixation clusters found in its
-    dictation window, exactly as the training-record converter finds them."""
+    region (present findings only), the side it names, and the centroids of the fixation
+    clusters found in its dictation window, exactly as the training-record converter finds them."""
     words = [TranscribedWord(w.text, w.start, w.end) for w in phantom.reading.words]
     dictated = dictated_sentences(words)
     if len(dictated) != len(phantom.sentences):
@@ -32,5 +33,6 @@ def phantom_statements(phantom: Phantom, settings: AttentionSettings | None = No
     for written, spoken in zip(phantom.sentences, dictated, strict=True):
         attention = sentence_attention(fixations, spoken, phantom.rows, phantom.columns, settings)
         region = written.region if written.present else None
-        statements.append(Statement(written.label, written.present, region, tuple(c.centroid for c in attention.clues)))
+        centroids = tuple(c.centroid for c in attention.clues)
+        statements.append(Statement(written.label, written.present, region, centroids, sentence_side(written.text)))
     return statements

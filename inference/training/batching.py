@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from inference.config import GenerationSettings
 from inference.generation import IntArray, PrefixPlan, TokenSpec, plan_shared_prefix
-from inference.labeller import label_sentence
+from inference.labeller import SIDE_WORDS, label_sentence
 from inference.parsing import OBSERVATION_HEADER
 from inference.prompts import IM_END, PromptEncoder, render_chat
 from inference.training.data import Task, TrainingRecord
@@ -108,6 +108,7 @@ def tokenise_record(
     decision_weight: float = 1.0,
     positive_weight: float = 1.0,
     observation_weight: float | None = None,
+    side_weight: float = 1.0,
     digit_ids: Collection[int] = frozenset(),
 ) -> TokenisedRecord:
     """The token ids of ``record`` and the weight of each target token.
@@ -116,7 +117,8 @@ def tokenise_record(
     sentences (:func:`sentence_first_tokens`) ``decision_weight`` times that, and
     ``positive_weight`` times more where the sentence states a finding as present (the rarer
     decision: weighing it up moves the greedy decision's threshold towards the prevalence of
-    findings that the model reads with little certainty); digit tokens of
+    findings that the model reads with little certainty); the token of each word that names a
+    side ("right", "left", "bilateral", "both") ``side_weight`` times more; digit tokens of
     attention answers (the coordinates) weigh ``coordinate_weight``, those of the observation
     region ``observation_weight`` (None: the same); every other target weighs 1.
     """
@@ -133,6 +135,9 @@ def tokenise_record(
             label = label_sentence(sentence)
             if label.present and label.label not in NOT_FINDINGS:
                 weights[index] *= positive_weight
+    if record.task == "examine" and side_weight != 1.0:
+        for index in side_word_tokens(record.answer, [end for _, end in encoded.offsets]):
+            weights[index] *= side_weight
     if record.task == "attention":
         header = OBSERVATION_HEADER.search(record.answer) if observation_weight is not None else None
         observation_from = header.start() if header is not None else len(record.answer) + len(IM_END)
@@ -157,6 +162,14 @@ def sentence_openings(answer: str, token_ends: Sequence[int]) -> list[tuple[int,
         if index < len(ends) and (not found or found[-1][0] != index):
             found.append((index, sentence))
     return found
+
+
+def side_word_tokens(answer: str, token_ends: Sequence[int]) -> list[int]:
+    """The indices of the tokens where a word naming a side (:data:`inference.labeller.SIDE_WORDS`)
+    starts in ``answer``: in a report that names sides, where the side is decided."""
+    ends = np.asarray(token_ends, dtype=np.int64)
+    found = [int(np.searchsorted(ends, word.start(), side="right")) for word in SIDE_WORDS.finditer(answer)]
+    return [index for index in found if index < len(ends)]
 
 
 def sentence_first_tokens(answer: str, token_ends: Sequence[int]) -> IntArray:

@@ -11,6 +11,8 @@ by the metrics of :mod:`inference.evaluation`:
   checkpoint was trained on (``gazex.json`` ``metadata.trained_labels``; without it, every
   label) that occur in the held-out truth;
 - mean observation IoU (and per label);
+- laterality: of the matched present findings whose true sentence names a side, how many the
+  model reports on that side (a wrong side still pairs by label, with a box on the other side);
 - trajectory alignment: cosine similarity and mean distance between the model's clue
   centroids and the ground-truth fixation-cluster centroids, per matched sentence;
 - time per image: wall seconds and CPU seconds (this process) of ``analyze``, pixels included.
@@ -41,6 +43,7 @@ from inference.evaluation import (
     finding_scores,
     macro_f1,
     observation_iou,
+    side_agreement,
     statements_from_findings,
     trajectory_alignment,
 )
@@ -82,6 +85,8 @@ class LabelResult:
     f1: float
     iou: float  # mean observation IoU of its matched present findings (NaN: none)
     iou_pairs: int
+    side_agree: int  # matched present findings reported on the side the truth names
+    side_pairs: int  # matched present findings whose true sentence names a side
     trained: bool
 
 
@@ -95,6 +100,8 @@ class EvaluationResult:
     observation_iou: float
     observation_pairs: int
     observation_total: int
+    side_agree: int
+    side_pairs: int
     trajectory: dict[str, float | int]
     seconds_per_image: float
     cpu_seconds_per_image: float
@@ -123,6 +130,8 @@ class EvaluationResult:
                     "observation_iou": self.observation_iou,
                     "observation_pairs": self.observation_pairs,
                     "observation_total": self.observation_total,
+                    "side_agree": self.side_agree,
+                    "side_pairs": self.side_pairs,
                     "trajectory": self.trajectory,
                     "seconds_per_image": self.seconds_per_image,
                     "cpu_seconds_per_image": self.cpu_seconds_per_image,
@@ -184,6 +193,7 @@ def summarise(
     for label, score in scores.items():
         others = frozenset(FINDING_LABELS) - {label}
         iou = observation_iou(truth, predicted, ignore=others | {"other"})
+        sides = side_agreement(truth, predicted, ignore=others | {"other"})
         results.append(
             LabelResult(
                 label=label,
@@ -194,6 +204,8 @@ def summarise(
                 f1=score.f1,
                 iou=iou.mean,
                 iou_pairs=iou.matched,
+                side_agree=sides.agree,
+                side_pairs=sides.pairs,
                 trained=trained is None or label in trained,
             )
         )
@@ -245,6 +257,7 @@ def evaluate_checkpoint(
 
     labels, macro, chosen = summarise(truth, predicted, trained)
     iou = observation_iou(truth, predicted)
+    sides = side_agreement(truth, predicted)
     alignment = trajectory_alignment(truth, predicted)
     identity = engine.identity
     return EvaluationResult(
@@ -271,6 +284,8 @@ def evaluate_checkpoint(
         observation_iou=iou.mean,
         observation_pairs=iou.matched,
         observation_total=iou.total,
+        side_agree=sides.agree,
+        side_pairs=sides.pairs,
         trajectory={
             "cosine": alignment.cosine,
             "cosine_x": alignment.cosine_x,

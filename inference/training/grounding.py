@@ -26,14 +26,13 @@ the presence head (which reads the same labels) makes the language model's state
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from inference.geometry import CoordinateFrame
-from inference.labeller import label_sentence
+from inference.labeller import label_sentence, sentence_side
 from inference.parsing import parse_attention
 from inference.training.data import TrainingRecord
 
@@ -43,18 +42,6 @@ UNGROUNDED_LABELS = frozenset({"no_finding", "other"})
 #: A cell counts as covered when the box covers at least this fraction of it (the cell under
 #: the box's centre always counts, so a box smaller than a cell still marks one).
 MIN_COVERAGE = 0.3
-
-
-_SIDE = re.compile(r"\b(right|left|bilateral(?:ly)?|both)\b", re.IGNORECASE)
-
-
-def sentence_side(sentence: str) -> str | None:
-    """The side a sentence names first: ``right``, ``left`` or ``bilateral`` (also for "both"); None."""
-    found = _SIDE.search(sentence)
-    if found is None:
-        return None
-    word = found.group(1).lower()
-    return word if word in ("right", "left") else "bilateral"
 
 
 def _present_label(record: TrainingRecord, sides: bool = False) -> str | None:

@@ -129,6 +129,9 @@ class TrainingSettings:
     decision_weight: float = 1.0
     positive_weight: float = 1.0  # further times that where the sentence states a finding present
     observation_weight: float | None = None  # the observation region's digits; None: coordinate_weight
+    # examine tokens that name a side ("right", "left", "bilateral") weigh this many times more: the
+    # report's laterality, one token per sided finding among many that follow the template
+    side_weight: float = 1.0
     freeze_vision: bool = False
     # dense grounding (inference.training.grounding): a training-only head on the image tokens
     vision_steps: int = 0  # first steps train the vision tower alone, vision_batch images each
@@ -175,13 +178,19 @@ class TrainingSettings:
             raise ValueError("the learning rate must be positive, its minimum ratio in [0, 1], warm-up >= 0")
         if self.attention_rows is not None and self.attention_rows < 0:
             raise ValueError('Argument "attention_rows" must be at least 0')
-        weights = (self.coordinate_weight, self.examine_weight, self.decision_weight, self.positive_weight)
+        weights = (
+            self.coordinate_weight,
+            self.examine_weight,
+            self.decision_weight,
+            self.positive_weight,
+            self.side_weight,
+        )
         if any(weight <= 0 for weight in weights) or (
             self.observation_weight is not None and self.observation_weight <= 0
         ):
             raise ValueError(
-                'Arguments "coordinate_weight", "examine_weight", "decision_weight", "positive_weight" and '
-                '"observation_weight" must be positive'
+                'Arguments "coordinate_weight", "examine_weight", "decision_weight", "positive_weight", '
+                '"side_weight" and "observation_weight" must be positive'
             )
         if not (0 <= self.vision_steps < self.steps) or self.vision_batch < 1:
             raise ValueError("vision_steps must be at least 0 and fewer than steps, vision_batch at least 1")
@@ -215,6 +224,7 @@ class TrainingSettings:
             "decision_weight",
             "positive_weight",
             "observation_weight",
+            "side_weight",
             "freeze_vision",
             "vision_steps",
             "vision_batch",
@@ -674,6 +684,7 @@ class _Data:
                     decision_weight=self.settings.decision_weight,
                     positive_weight=self.settings.positive_weight,
                     observation_weight=self.settings.observation_weight,
+                    side_weight=self.settings.side_weight,
                     digit_ids=self.digits,
                 )
                 data.tokens[record.index] = cached

@@ -88,10 +88,10 @@ TINY = [
     "24",
 ]
 GAZE = ["--gaze-weight", "1", "--gaze-heads", "2", "--gaze-tasks", "examine"]
-WEIGHTS = ["--decision-weight", "3", "--positive-weight", "2", "--observation-weight", "4"]
+WEIGHTS = ["--decision-weight", "3", "--positive-weight", "2", "--observation-weight", "4", "--side-weight", "5"]
 
 
-def test_train_then_eval(records: Path, tmp_path: Path) -> None:
+def test_train_then_eval(records: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "model"
     # a real process, so the recorded command is the one typed
     done = subprocess.run(
@@ -123,18 +123,22 @@ def test_train_then_eval(records: Path, tmp_path: Path) -> None:
     assert metadata["seed"] == 7 and metadata["data"]["phantoms"]["seed"] == 4
     assert metadata["settings"]["gaze_weight"] == 1.0 and metadata["settings"]["gaze_tasks"] == ["examine"]
     assert metadata["settings"]["decision_weight"] == 3.0 and metadata["settings"]["observation_weight"] == 4.0
-    assert metadata["settings"]["positive_weight"] == 2.0
+    assert metadata["settings"]["positive_weight"] == 2.0 and metadata["settings"]["side_weight"] == 5.0
     assert metadata["data"]["phantoms"]["report_style"] == "structured"
     assert metadata["command"][:3] == ["gazex", "model", "train"] and "--seed" in metadata["command"]
     assert (tmp_path / "model.training" / "state.pt").is_file()
 
     report = tmp_path / "eval.json"
     assert main(["model", "eval", "--model", str(out), "--count", "2", "--seed", "9", "--json", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "| side" in printed and "laterality: " in printed and "mean observation IoU: " in printed
     results = json.loads(report.read_text())
     assert results["summary"]["images"] == 2 and results["settings"]["seed"] == 9
     assert results["settings"]["report_style"] == "structured"  # scored against reports worded as trained
     assert results["summary"]["cpu_seconds_per_image"] > 0
     assert {"macro_f1", "observation_iou", "trajectory", "seconds_per_image"} <= results["summary"].keys()
+    assert 0 <= results["summary"]["side_agree"] <= results["summary"]["side_pairs"]
+    assert all(label["side_agree"] <= label["side_pairs"] for label in results["labels"])
 
     # the attention stage alone, on the phantoms' own sentences: one finding per true sentence
     assert (

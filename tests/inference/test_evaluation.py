@@ -14,6 +14,7 @@ from inference.evaluation import (
     macro_f1,
     match_statements,
     observation_iou,
+    side_agreement,
     statements_from_findings,
     trajectory_alignment,
 )
@@ -121,7 +122,35 @@ def test_findings_from_a_model_become_statements() -> None:
     clue = Region(Box(1, 1, 2, 2), Point(1.5, 1.5))
     finding = Finding("Small left pleural effusion.", "pleural_effusion", True, region, (clue,))
     (statement,) = statements_from_findings([finding])
-    assert statement == Statement("pleural_effusion", True, Box(0, 0, 10, 10), (Point(1.5, 1.5),))
+    assert statement == Statement("pleural_effusion", True, Box(0, 0, 10, 10), (Point(1.5, 1.5),), "left")
     assert statements_from_findings([Finding("No pneumothorax.", "pneumothorax", False, None)]) == [
         Statement("pneumothorax", False)
     ]
+
+
+def test_side_agreement_counts_present_findings_reported_on_the_true_side() -> None:
+    def sided(label: str, present: bool, side: str | None, box: tuple[float, ...] = (0, 0, 10, 10)) -> Statement:
+        return Statement(label, present, Box(*box) if present else None, (), side)
+
+    truth = [
+        [
+            sided("pleural_effusion", True, "right"),
+            sided("pneumothorax", False, None),
+            sided("cardiomegaly", True, None),
+        ],
+        [sided("nodule", True, "left", (0, 0, 4, 4)), sided("nodule", True, "right", (90, 0, 94, 4))],
+        [sided("consolidation", True, "left")],
+    ]
+    predicted = [
+        # the wrong side: still paired by label, so it counts against the side (and its box scores 0)
+        [sided("pleural_effusion", True, "left", (90, 0, 100, 10)), sided("cardiomegaly", True, None)],
+        # two nodules paired by their boxes: both on the named side
+        [sided("nodule", True, "right", (90, 0, 94, 4)), sided("nodule", True, "left", (0, 0, 4, 4))],
+        # no side named: disagrees
+        [sided("consolidation", True, None)],
+    ]
+    summary = side_agreement(truth, predicted)
+    assert (summary.agree, summary.pairs) == (2, 4)  # the cardiomegaly names no side and is not counted
+    assert summary.rate == 0.5
+    assert observation_iou(truth[:1], predicted[:1]).mean == pytest.approx(0.5)  # (0 + 1) / 2
+    assert math.isnan(side_agreement([[]], [[]]).rate)

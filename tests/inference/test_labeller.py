@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.labeller import MENTIONS, SentenceLabel, label_sentence
+from inference.labeller import MENTIONS, SentenceLabel, label_sentence, sentence_side
 from inference.results import FINDING_LABELS
 
 PRESENT = [
@@ -124,3 +124,13 @@ def test_every_label_is_in_the_vocabulary_and_reachable() -> None:
     labels = {pattern.label for pattern in MENTIONS}
     assert labels <= set(FINDING_LABELS)
     assert set(FINDING_LABELS) - labels == {"other"}
+
+
+def test_sentence_side_is_the_first_side_named() -> None:
+    assert sentence_side("Pleural effusion on the right, moderate.") == "right"
+    assert sentence_side("Consolidation in the LEFT lower lobe.") == "left"
+    assert sentence_side("Effusions on both sides.") == "bilateral"
+    assert sentence_side("Bilateral pleural effusions.") == "bilateral"
+    assert sentence_side("Enlarged cardiac silhouette.") is None
+    assert sentence_side("The tube was rightly placed.") is None  # a whole word only
+    assert sentence_side("Right internal jugular central venous catheter, tip in the SVC.") == "right"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from inference.demo import generate_phantoms, phantom_statements
-from inference.evaluation import finding_scores, macro_f1, observation_iou, trajectory_alignment
+from inference.demo.findings import Device
+from inference.evaluation import finding_scores, macro_f1, observation_iou, side_agreement, trajectory_alignment
 
 
 def test_ground_truth_statements_score_perfectly_against_themselves() -> None:
@@ -25,3 +26,20 @@ def test_a_model_that_always_says_normal_scores_zero_recall() -> None:
     scores = finding_scores(truth, lazy)
     assert all(score.recall == 0.0 for score in scores.values())
     assert macro_f1(scores) == 0.0
+
+
+def test_ground_truth_statements_name_the_side_of_their_findings() -> None:
+    phantoms = list(generate_phantoms(43, 24))
+    truth = [phantom_statements(p) for p in phantoms]
+    sided = 0
+    for phantom, statements in zip(phantoms, truth, strict=True):
+        for written, statement in zip(phantom.sentences, statements, strict=True):
+            findings = [phantom.findings[i] for i in written.findings]
+            if not written.present or not findings or statement.label == "other":
+                continue
+            sides = {f.route.split()[0] if isinstance(f, Device) else getattr(f, "side", None) for f in findings}
+            expected = None if sides <= {None, "endotracheal"} else sides.pop() if len(sides) == 1 else "bilateral"
+            assert statement.side == expected, written.text
+            sided += statement.side is not None
+    assert sided >= 10
+    assert side_agreement(truth, truth).agree == side_agreement(truth, truth).pairs == sided

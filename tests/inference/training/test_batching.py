@@ -18,6 +18,7 @@ from inference.training.batching import (
     generation_shortfalls,
     plan_micro_batch,
     sentence_first_tokens,
+    side_word_tokens,
     tokenise_record,
 )
 from inference.training.data import TrainingRecord
@@ -112,6 +113,29 @@ def test_the_observation_digits_can_weigh_more_than_the_clues(tiny_checkpoint: P
     assert sorted(set(alone.weights.tolist())) == [1.0, 6.0]
     same = tokenise_record(with_clues, encoder, tokenizer, 4, coordinate_weight=2.0, digit_ids=digits)
     assert {w for t, w in zip(targets, same.weights, strict=True) if t in digits} == {2.0}
+
+
+def test_the_words_that_name_a_side_can_weigh_more(tiny_checkpoint: Path) -> None:
+    checkpoint = open_checkpoint(tiny_checkpoint)
+    tokenizer = checkpoint.tokenizer
+    encoder = PromptEncoder(tokenizer, PROMPTS.examine, PROMPTS.attention)
+    answer = "Small left pleural effusion. Nodule in the right upper lobe. Bilateral effusions. No pneumothorax."
+    record = TrainingRecord(0, tiny_checkpoint, "examine", PROMPTS.examine, answer)
+    weighted = tokenise_record(record, encoder, tokenizer, 4, examine_weight=2.0, side_weight=4.0)
+    encoded = tokenizer.encode(answer + IM_END, add_special_tokens=False)
+    sides = side_word_tokens(answer, [end for _, end in encoded.offsets])
+    # each side word's first token, whatever the tokenizer makes of the word
+    starts = [answer.index(word) for word in ("left", "right", "Bilateral")]
+    assert sides == [next(i for i, (_, end) in enumerate(encoded.offsets) if end > start) for start in starts]
+    assert [float(weighted.weights[i]) for i in sides] == [8.0] * 3
+    assert set(np.delete(weighted.weights, sides).tolist()) == {2.0}
+    # with the decision weight too, a sentence that opens with its side multiplies both
+    both = tokenise_record(record, encoder, tokenizer, 4, decision_weight=3.0, side_weight=4.0)
+    opening = int(sentence_first_tokens(answer, [end for _, end in encoded.offsets])[2])
+    assert opening == sides[2] and float(both.weights[opening]) == 12.0
+    attention = _records(tiny_checkpoint)[1]
+    assert set(tokenise_record(attention, encoder, tokenizer, 4, side_weight=4.0).weights.tolist()) == {1.0}
+    assert side_word_tokens("The tube is rightly placed.", [3, 8, 11, 19, 26, 27]) == []
 
 
 @pytest.mark.parametrize(

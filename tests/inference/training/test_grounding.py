@@ -13,7 +13,6 @@ from inference.training.grounding import (
     grounding_labels,
     kind_scale,
     label_kind,
-    sentence_side,
     token_targets,
 )
 
@@ -58,15 +57,6 @@ def test_downscaled_coordinates_map_through_the_source_size() -> None:
 
 BILATERAL = _attention(5, "Bilateral pleural effusions, small.", "observation : [(0,60)(100,100)(50,80)]")
 DEVICE = _attention(6, "Endotracheal tube in place.", "observation : [(45,0)(55,30)(50,15)]")
-
-
-def test_sentence_side_is_the_first_side_named() -> None:
-    assert sentence_side("Pleural effusion on the right, moderate.") == "right"
-    assert sentence_side("Consolidation in the LEFT lower lobe.") == "left"
-    assert sentence_side("Effusions on both sides.") == "bilateral"
-    assert sentence_side("Bilateral pleural effusions.") == "bilateral"
-    assert sentence_side("Enlarged cardiac silhouette.") is None
-    assert sentence_side("The tube was rightly placed.") is None  # a whole word only
 
 
 def test_with_sides_the_labels_and_targets_are_split_by_the_named_side() -> None:
