@@ -41,6 +41,19 @@ _ANSWER_MARKUP = re.compile(
     r"\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)|\b(?:visual clues|observation)\s*:\s*\[", re.IGNORECASE
 )
 
+#: A word said three or more times in a row ("vein vein vein"): greedy decoding caught in a loop,
+#: which no report sentence is.
+_REPEATED_WORD = re.compile(r"\b([a-z]+)(?:[\s,]+\1\b){2,}", re.IGNORECASE)
+
+
+def _degenerate(sentence: str) -> str | None:
+    """Why ``sentence`` is not report prose, or None when it is."""
+    if _ANSWER_MARKUP.search(sentence):
+        return "turned into an attention answer (coordinates)"
+    if _REPEATED_WORD.search(sentence):
+        return "repeats a word in a loop"
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class ImageTimings:
@@ -135,7 +148,11 @@ class GazexPipeline:
         return image, display.notes
 
     def examine(self, image: ModelImage) -> tuple[str, list[str], tuple[str, ...]]:
-        """The report, its sentences, and notes (an unfinished last sentence is dropped)."""
+        """The report, its sentences, and notes.
+
+        An unfinished last sentence is dropped, and the report is cut before a sentence that is not
+        report prose (:func:`_degenerate`); the report text returned is then the sentences kept.
+        """
         request = GenerationRequest(
             image=image.encoded,
             prompts=(self.prompts.examine(image.encoded.image_tokens),),
@@ -147,14 +164,16 @@ class GazexPipeline:
         notes: list[str] = []
         if generation.stop == "length" and sentences and not ends_a_sentence(sentences[-1]):
             sentences = sentences[:-1]
+            report = " ".join(sentences)
             notes.append("the report reached the token budget; its unfinished last sentence was dropped")
-        garbled = next((i for i, sentence in enumerate(sentences) if _ANSWER_MARKUP.search(sentence)), None)
+        garbled = next(((i, why) for i, sentence in enumerate(sentences) if (why := _degenerate(sentence))), None)
         if garbled is not None:
+            index, why = garbled
             notes.append(
-                f"the report turned into an attention answer (coordinates) in sentence {garbled + 1}; it was cut "
-                f"there ({len(sentences) - garbled} sentence(s) dropped)"
+                f"the report {why} in sentence {index + 1}; it was cut there ({len(sentences) - index} sentence(s) "
+                "dropped)"
             )
-            sentences = sentences[:garbled]
+            sentences = sentences[:index]
             report = " ".join(sentences)
         if not sentences:
             notes.append("the model wrote no report sentence")

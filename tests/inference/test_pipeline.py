@@ -155,6 +155,7 @@ def test_unfinished_last_sentence_is_dropped(roomy_checkpoint: Path, chest_cr: p
     report = GazexEngine(checkpoint, backend).analyze_study([chest_cr])
     (image,) = report.analysis.images
     assert [f.text for f in image.findings] == ["No pneumothorax."]
+    assert image.report == "No pneumothorax."  # the SR's report text is what was kept
     assert any("token budget" in note for note in report.images[0].notes)
 
 
@@ -187,6 +188,36 @@ def test_a_report_that_turns_into_an_attention_answer_is_cut_before_it(
     )
     report = GazexEngine(checkpoint, backend).analyze_study([chest_cr])
     assert report.analysis.images[0].report == plain and report.images[0].notes == ()
+
+
+def test_a_report_caught_in_a_loop_is_cut_before_it(roomy_checkpoint: Path, chest_cr: pydicom.Dataset) -> None:
+    """Seen in 1 of 501 reports of a fine-tune of the demo model: a word repeated, then coordinates
+    in the unfinished sentence the token budget cut; neither may reach the SR."""
+    checkpoint = open_checkpoint(roomy_checkpoint)
+    looping = (
+        "No pneumothorax. Central venous catheter via the right internal jugular vein vein vein vein, right "
+        "superior vena cava. No acute fracture. vein, superior vena right internal jugular vein,3)(46,35)(43,32)"
+        + "(45,44)"
+        * 200
+    )
+    backend = ScriptedBackend(
+        checkpoint.tokenizer, lambda p: looping if "description '" not in p else "observation: [(1,1)(9,9)(5,5)]"
+    )
+    report = GazexEngine(checkpoint, backend).analyze_study([chest_cr])
+    (image,) = report.analysis.images
+    assert image.report == "No pneumothorax." and [f.text for f in image.findings] == ["No pneumothorax."]
+    budget, loop = report.images[0].notes
+    assert "token budget" in budget
+    assert loop == "the report repeats a word in a loop in sentence 2; it was cut there (2 sentence(s) dropped)"
+    # a word said twice is a typo, not a loop
+    prose = "The the heart is normal. Left, left lower lobe atelectasis. Very, very small right effusion."
+    assert (
+        GazexEngine(checkpoint, ScriptedBackend(checkpoint.tokenizer, lambda p: prose))
+        .analyze_study([chest_cr])
+        .images[0]
+        .notes
+        == ()
+    )
 
 
 def test_empty_report(tiny_checkpoint: Path, chest_cr: pydicom.Dataset) -> None:
