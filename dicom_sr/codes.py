@@ -70,6 +70,7 @@ NEUTRAL_LABELS = frozenset({"no_finding", "other"})
 # Concepts that are not findings.
 FINDING: Code = codes.DCM.Finding  # 121071: CODE finding type, and TEXT for the sentence (CID 7002)
 FINDINGS: Code = codes.DCM.Findings  # 121070: TEXT with the whole report
+COMMENT: Code = codes.DCM.Comment  # 121106: TEXT in a measurement group; OHIF labels the group with it
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")  # TID 1500 row 12
 CERTAINTY_OF_FINDING: Code = codes.DCM.CertaintyOfFinding  # 111012
 SUSPECTED: Code = codes.SCT.Suspected  # 415684004: a hedged statement ("possible consolidation")
@@ -77,9 +78,7 @@ PRESENT: Code = codes.cid240.Present  # 52101004
 ABSENT: Code = codes.cid240.Absent  # 272519000
 VISUAL_CLUE = _private("VISUAL_CLUE", "Visual clue region")
 INSPECTION_TRAJECTORY = _private("INSPECTION_PATH", "Inspection trajectory")
-FIXATION_INDEX = _private("FIXATION_INDEX", "Fixation index")
 MODEL_ATTENTION: Code = codes.DCM.Saliency  # 130404, CID 217
-NO_UNITS = Code("1", "UCUM", "no units")
 ALGORITHM_FAMILY: Code = codes.DCM.ArtificialIntelligence  # 123110, CID 7162
 PLAIN_RADIOGRAPHY: Code = codes.SCT.PlainRadiography  # 168537006: default "Procedure reported"
 
@@ -134,5 +133,5 @@ def coding_scheme_identification() -> list[Dataset]:
 def private_codes() -> list[Code]:
     """Every code of the private scheme, for documentation and tests."""
     found = [c for c in FINDING_CODES.values() if c.scheme_designator == PRIVATE_SCHEME]
-    found += [VISUAL_CLUE, INSPECTION_TRAJECTORY, FIXATION_INDEX]
+    found += [VISUAL_CLUE, INSPECTION_TRAJECTORY]
     return found

@@ -106,6 +106,17 @@ SERIES_DESCRIPTIONS: dict[str, str] = {
 
 #: Shown wherever a person reads our output outside an SR viewer.
 DISCLAIMER = "AI generated - not for diagnosis"
+#: Shown instead, and before everything else, when the model is a demo checkpoint
+#: (``ModelIdentity.demo``): its output is not a reading of the radiograph.
+DEMO_NOTICE = "DEMO MODEL \u2013 NOT FOR CLINICAL USE"
+#: The short series descriptions that follow :data:`DEMO_NOTICE` (LO: 64 characters in all).
+DEMO_SERIES_DESCRIPTIONS: dict[str, str] = {
+    "sr": "GazeX SR",
+    "seg": "GazeX SEG",
+    "gsps": "GazeX GSPS",
+    "text_sr": "GazeX text SR",
+    "sc": "GazeX SC",
+}
 
 
 def charset_encodings(dataset: Dataset) -> tuple[str, ...]:
@@ -171,7 +182,14 @@ def encodable_text(
 
 @dataclass(frozen=True)
 class PlacedFinding:
-    """A present finding, numbered in reading order, with its geometry clipped to the image."""
+    """A present finding, or a statement, numbered in reading order, with its geometry clipped to the image.
+
+    A *statement* is a sentence whose label is neutral (``other``: "The trachea is midline.",
+    ``no_finding``: "No acute cardiopulmonary process."): it states something normal or names
+    nothing in the finding vocabulary.  Statements keep their evidence boxes in the SR and GSPS
+    but are numbered apart ("S1"), carry no Finding code and get no SEG segment, so neither a
+    reader nor a PACS that counts findings takes them for findings.
+    """
 
     number: int
     finding: Finding
@@ -181,23 +199,49 @@ class PlacedFinding:
     clue_tracking_uids: tuple[str, ...]
 
     @property
+    def statement(self) -> bool:
+        return self.finding.label in codes.NEUTRAL_LABELS
+
+    @property
+    def key(self) -> str:
+        """ "F1" for a finding, "S1" for a statement."""
+        return f"{'S' if self.statement else 'F'}{self.number}"
+
+    @property
     def name(self) -> str:
-        return codes.finding_name(self.finding.label)
+        return "Statement" if self.statement else codes.finding_name(self.finding.label)
 
     @property
     def tracking_id(self) -> str:
-        """A tracking identifier a person can read, e.g. "F1 pleural effusion"."""
-        return f"F{self.number} {self.name.lower()}"
+        """A tracking identifier a person can read, e.g. "F1 pleural effusion", "S1 statement"."""
+        return f"{self.key} {self.name.lower()}"
 
     def clue_tracking_id(self, index: int) -> str:
         """e.g. "F1 clue 2" (``index`` starts at 1)."""
-        return f"F{self.number} clue {index}"
+        return f"{self.key} clue {index}"
 
     @property
     def label_text(self) -> str:
-        """The label drawn on the image, e.g. "F1 Pleural effusion (possible)"."""
+        """The short label drawn on the image, e.g. "F1 Pleural effusion (possible)"."""
         suffix = " (possible)" if self.finding.uncertain else ""
-        return f"F{self.number} {self.name}{suffix}"
+        return f"{self.key} {self.name}{suffix}"
+
+    @property
+    def sentence(self) -> str:
+        """The model's sentence, with "(possible)" added when it is hedged and does not say so."""
+        text = " ".join(self.finding.text.split())
+        if self.finding.uncertain and "possib" not in text.lower():
+            text = f"{text} (possible)"
+        return text
+
+    @property
+    def comment(self) -> str:
+        """What a viewer shows as the group's label, e.g. "F1: Small left pleural effusion."."""
+        return f"{self.key}: {self.sentence}"
+
+    def clue_comment(self, index: int) -> str:
+        """e.g. "F1 visual clue 2: Small left pleural effusion."."""
+        return f"{self.key} visual clue {index}: {self.sentence}"
 
 
 @dataclass(frozen=True)
@@ -212,6 +256,15 @@ class ImageWork:
     absent: tuple[Finding, ...]
     trajectory: tuple[Fixation, ...]
     dropped: int
+    statements: tuple[PlacedFinding, ...] = ()
+
+    @property
+    def omissions(self) -> tuple[str, ...]:
+        """What was cut or dropped from this image's analysis, by the runtime and by the encoder."""
+        lost = tuple(self.analysis.omissions)
+        if self.dropped:
+            lost += (f"{self.dropped} box(es) or fixation(s) outside the image were dropped",)
+        return lost
 
     @property
     def sop_instance_uid(self) -> str:
@@ -269,8 +322,28 @@ class EncodeContext:
 
     @property
     def complete(self) -> bool:
-        """True when every source was analysed and nothing of the analysis had to be dropped."""
-        return not self.unanalysed and all(image.dropped == 0 for image in self.images)
+        """True when every source was analysed and nothing of the analysis was cut or dropped."""
+        return not self.unanalysed and not any(image.omissions for image in self.images)
+
+    def incomplete_reason(self) -> str:
+        """Why the SR is PARTIAL, for its Completion Flag Description (LO)."""
+        reasons = []
+        if any(image.omissions for image in self.images):
+            reasons.append("output cut or dropped, see Findings")
+        if self.unanalysed:
+            reasons.append(f"{len(self.unanalysed)} image(s) not analysed")
+        return "; ".join(reasons)
+
+    @property
+    def disclaimer(self) -> str:
+        """The notice shown wherever a person reads our output: :data:`DEMO_NOTICE` for a demo model."""
+        return DEMO_NOTICE if self.model.demo else DISCLAIMER
+
+    def series_description(self, kind: str) -> str:
+        """Series Description of an output kind; it names a demo model first."""
+        if self.model.demo:
+            return f"{DEMO_NOTICE}: {DEMO_SERIES_DESCRIPTIONS[kind]}"
+        return SERIES_DESCRIPTIONS[kind]
 
     @property
     def device_uid(self) -> str:
@@ -433,6 +506,8 @@ def finalize(dataset: Dataset, ctx: EncodeContext, kind: str, series_description
             item.DimensionOrganizationUID = dimension_uid
         for item in dataset.get("DimensionIndexSequence", []):
             item.DimensionOrganizationUID = dimension_uid
+    if ctx.model.demo:
+        series_description = ctx.series_description(kind)
     dataset.SeriesDescription = ctx.text(series_description, max_length=64, single_line=True)
     if _walk_uses_scheme(dataset, codes.PRIVATE_SCHEME):
         dataset.CodingSchemeIdentificationSequence = codes.coding_scheme_identification()

@@ -2,11 +2,14 @@
 
 One GSPS per analysed image (a GSPS's displayed area, VOI window and presentation LUT apply to
 all the images it references, and images of one study may differ in size, window and
-photometric interpretation).  Each references its source image and has two graphic layers:
+photometric interpretation).  Each references its source image and has up to three graphic layers:
 
 - "AI FINDINGS" (yellow): per present finding, a graphic group holding its observation box
   (closed POLYLINE, with the SR's tracking identifier and UID) and its label as a text object
-  anchored to the box's top-left corner; plus a disclaimer in display coordinates;
+  anchored to the box's top-left corner; plus a disclaimer in display coordinates (the demo
+  notice for a demo model, and "INCOMPLETE" when the analysis was cut);
+- "AI STATEMENTS" (grey), only when there are any: per statement (a sentence that is not a
+  finding, "S1: The trachea is midline.") its evidence box and its sentence;
 - "AI TRAJECTORY" (cyan): the inspection trajectory as an open POLYLINE, a small circle at
   each fixation and its index as a text object anchored there.
 
@@ -23,19 +26,21 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_sr.common import (
-    DISCLAIMER,
     SERIES_DESCRIPTIONS,
     EncodeContext,
     EncodeError,
     ImageWork,
+    PlacedFinding,
     copy_series_anatomy,
     finalize,
 )
 from dicom_sr.sr import box_polyline, trajectory_tracking_id
 
 FINDINGS_LAYER = "AI FINDINGS"
+STATEMENTS_LAYER = "AI STATEMENTS"
 TRAJECTORY_LAYER = "AI TRAJECTORY"
 _FINDINGS_COLOR = hd.color.CIELabColor.from_rgb(255, 210, 0)
+_STATEMENTS_COLOR = hd.color.CIELabColor.from_rgb(200, 200, 200)
 _TRAJECTORY_COLOR = hd.color.CIELabColor.from_rgb(0, 200, 255)
 #: Radius of the circle drawn at each fixation, as a fraction of the longer image side.
 FIXATION_RADIUS_FRACTION = 0.006
@@ -52,12 +57,25 @@ def _check_grayscale(image: ImageWork) -> None:
         )
 
 
-def _finding_annotation(
-    ctx: EncodeContext, image: ImageWork, layer: hd.pr.GraphicLayer, groups: list[hd.pr.GraphicGroup]
-) -> hd.pr.GraphicAnnotation:
+def _label(ctx: EncodeContext, placed: PlacedFinding) -> str:
+    """A finding's short label ("F1 Pleural effusion (possible)"); a statement's sentence ("S1: ...")."""
+    text = placed.comment if placed.statement else placed.label_text
+    return ctx.text(f"DEMO: {text}" if ctx.model.demo else text, max_length=1024, single_line=True)
+
+
+def _boxes_annotation(
+    ctx: EncodeContext,
+    image: ImageWork,
+    placed_items: tuple[PlacedFinding, ...],
+    layer: hd.pr.GraphicLayer,
+    groups: list[hd.pr.GraphicGroup],
+    notice: str | None = None,
+) -> hd.pr.GraphicAnnotation | None:
+    """Each item's observation box with its label, in one graphic group per item; ``notice``
+    (the disclaimer) in display coordinates."""
     objects: list[hd.pr.GraphicObject] = []
     texts: list[hd.pr.TextObject] = []
-    for placed in image.present:
+    for placed in placed_items:
         if placed.observation is None:
             continue
         group = hd.pr.GraphicGroup(
@@ -78,7 +96,7 @@ def _finding_annotation(
         )
         texts.append(
             hd.pr.TextObject(
-                text_value=ctx.text(placed.label_text, max_length=1024, single_line=True),
+                text_value=_label(ctx, placed),
                 units="PIXEL",
                 anchor_point=(placed.observation.x0, placed.observation.y0),
                 text_justification="LEFT",
@@ -86,17 +104,22 @@ def _finding_annotation(
                 graphic_group=group,
             )
         )
-    notice = DISCLAIMER if image.present else f"{DISCLAIMER}; no findings reported"
-    texts.append(
-        hd.pr.TextObject(
-            text_value=ctx.text(f"GazeX: {notice}", max_length=1024, single_line=True),
-            units="DISPLAY",
-            bounding_box=(0.01, 0.94, 0.70, 0.99),
-            text_justification="LEFT",
+    if notice is not None:
+        texts.append(
+            hd.pr.TextObject(
+                text_value=ctx.text(f"GazeX: {notice}", max_length=1024, single_line=True),
+                units="DISPLAY",
+                bounding_box=(0.01, 0.94, 0.70, 0.99),
+                text_justification="LEFT",
+            )
         )
-    )
+    if not objects and not texts:
+        return None
     return hd.pr.GraphicAnnotation(
-        referenced_images=[image.source], graphic_layer=layer, graphic_objects=objects or None, text_objects=texts
+        referenced_images=[image.source],
+        graphic_layer=layer,
+        graphic_objects=objects or None,
+        text_objects=texts or None,
     )
 
 
@@ -158,12 +181,25 @@ def build_one(ctx: EncodeContext, image: ImageWork) -> Dataset:
     findings_layer = hd.pr.GraphicLayer(
         FINDINGS_LAYER, order=1, description="AI findings", display_color=_FINDINGS_COLOR
     )
+    statements_layer = hd.pr.GraphicLayer(
+        STATEMENTS_LAYER, order=2, description="AI statements (not findings)", display_color=_STATEMENTS_COLOR
+    )
     trajectory_layer = hd.pr.GraphicLayer(
-        TRAJECTORY_LAYER, order=2, description="AI trajectory", display_color=_TRAJECTORY_COLOR
+        TRAJECTORY_LAYER, order=3, description="AI trajectory", display_color=_TRAJECTORY_COLOR
     )
     groups: list[hd.pr.GraphicGroup] = []
-    annotations = [_finding_annotation(ctx, image, findings_layer, groups)]
+    notice = ctx.disclaimer if image.present else f"{ctx.disclaimer}; no findings reported"
+    if image.omissions:
+        notice += "; INCOMPLETE, see the SR"
+    findings = _boxes_annotation(ctx, image, image.present, findings_layer, groups, notice)
+    if findings is None:  # pragma: no cover - the notice is always there
+        raise RuntimeError("the findings layer lost its notice")
+    annotations = [findings]
     layers = [findings_layer]
+    statements = _boxes_annotation(ctx, image, image.statements, statements_layer, groups)
+    if statements is not None:
+        annotations.append(statements)
+        layers.append(statements_layer)
     trajectory = _trajectory_annotation(ctx, image, trajectory_layer, groups)
     if trajectory is not None:
         annotations.append(trajectory)

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from dicom_sr.codes import NEUTRAL_LABELS
 from dicom_sr.common import (
     EncodeContext,
     EncodeError,
@@ -178,8 +179,17 @@ def _check_predecessor(analysis: StudyAnalysis, analysis_id: str, predecessor: P
             )
 
 
+def _same_box(a: Box, b: Box) -> bool:
+    return max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1)) < 1e-6
+
+
 def _place_finding(finding: Finding, number: int, image: ImageAnalysis, uids: UidFactory) -> tuple[PlacedFinding, int]:
-    """A present finding with its boxes clipped, and how many boxes had to be dropped."""
+    """A present finding or statement with its boxes clipped, and how many boxes had to be dropped.
+
+    A visual clue with the same box as the observation, or as an earlier clue, is left out: it
+    adds no evidence, and a viewer would draw two boxes exactly on top of each other.  That is
+    not a loss, so it is not counted as dropped.
+    """
     dropped = 0
     observation = None
     if finding.observation is not None:
@@ -190,18 +200,17 @@ def _place_finding(finding: Finding, number: int, image: ImageAnalysis, uids: Ui
         clipped = clip_box(clue.box, image.rows, image.columns)
         if clipped is None:
             dropped += 1
-        else:
+        elif not any(_same_box(clipped, seen) for seen in ([observation] if observation else []) + clues):
             clues.append(clipped)
     sop = image.sop_instance_uid
+    key = f"{'S' if finding.label in NEUTRAL_LABELS else 'F'}{number}"
     placed = PlacedFinding(
         number=number,
         finding=finding,
         observation=observation,
         clues=tuple(clues),
-        tracking_uid=uids.uid("tracking", sop, f"F{number}"),
-        clue_tracking_uids=tuple(
-            uids.uid("tracking", sop, f"F{number}", "clue", str(k)) for k in range(1, len(clues) + 1)
-        ),
+        tracking_uid=uids.uid("tracking", sop, key),
+        clue_tracking_uids=tuple(uids.uid("tracking", sop, key, "clue", str(k)) for k in range(1, len(clues) + 1)),
     )
     return placed, dropped
 
@@ -209,20 +218,27 @@ def _place_finding(finding: Finding, number: int, image: ImageAnalysis, uids: Ui
 def _place_image(
     image: ImageAnalysis,
     image_number: int,
-    first_finding_number: int,
+    first_numbers: tuple[int, int],
     source: Dataset,
     analysis_id: str,
     uids: UidFactory,
 ) -> ImageWork:
+    """``first_numbers``: the numbers of the image's first finding and first statement."""
     dropped = 0
     present: list[PlacedFinding] = []
+    statements: list[PlacedFinding] = []
     absent: list[Finding] = []
     for finding in image.findings:
         if not finding.present:
-            absent.append(finding)
+            if finding.label not in NEUTRAL_LABELS:
+                absent.append(finding)
             continue
-        placed, lost = _place_finding(finding, first_finding_number + len(present), image, uids)
-        present.append(placed)
+        if finding.label in NEUTRAL_LABELS:
+            placed, lost = _place_finding(finding, first_numbers[1] + len(statements), image, uids)
+            statements.append(placed)
+        else:
+            placed, lost = _place_finding(finding, first_numbers[0] + len(present), image, uids)
+            present.append(placed)
         dropped += lost
     ordered = sorted(image.trajectory, key=lambda fixation: fixation.index)
     trajectory = tuple(f for f in ordered if point_inside(f.point, image.rows, image.columns))
@@ -245,6 +261,7 @@ def _place_image(
         absent=tuple(absent),
         trajectory=trajectory,
         dropped=dropped,
+        statements=tuple(statements),
     )
 
 
@@ -266,10 +283,13 @@ def prepare(
         analysis.study_instance_uid, (image.sop_instance_uid for image in analysis.images), analysis.model, analysis_id
     )
     images: list[ImageWork] = []
-    next_finding = 1
+    next_finding = next_statement = 1
     for number, image in enumerate(analysis.images, start=1):
-        work = _place_image(image, number, next_finding, by_uid[image.sop_instance_uid], analysis_id, uids)
+        work = _place_image(
+            image, number, (next_finding, next_statement), by_uid[image.sop_instance_uid], analysis_id, uids
+        )
         next_finding += len(work.present)
+        next_statement += len(work.statements)
         images.append(work)
     analysed = {image.sop_instance_uid for image in analysis.images}
     return EncodeContext(

@@ -19,7 +19,6 @@ from pydicom.pixels.utils import pixel_array
 
 from dicom_sr import raster
 from dicom_sr.common import (
-    DISCLAIMER,
     SERIES_DESCRIPTIONS,
     EncodeContext,
     EncodeError,
@@ -101,7 +100,7 @@ def burn_in(ctx: EncodeContext, image: ImageWork, gray: npt.NDArray[np.uint8]) -
     banner_height = raster.GLYPH_HEIGHT * banner_scale
     raster.draw_text(
         rgb,
-        BANNER,
+        ctx.text(ctx.disclaimer, single_line=True).upper() if ctx.model.demo else BANNER,
         2 * banner_scale,
         image.rows - banner_height - 2 * banner_scale,
         banner_scale,
@@ -152,7 +151,7 @@ def build_secondary_capture(ctx: EncodeContext, image: ImageWork) -> Dataset:
     sc.PatientOrientation = list(source.get("PatientOrientation") or [])
     sc.BurnedInAnnotation = "YES"
     sc.ConversionType = "WSD"
-    sc.ImageComments = ctx.text(f"{DISCLAIMER}. {ctx.content_description()}", max_length=10240)
+    sc.ImageComments = ctx.text(f"{ctx.disclaimer}. {ctx.content_description()}", max_length=10240)
     reference = Dataset()
     reference.ReferencedSOPClassUID = image.sop_class_uid
     reference.ReferencedSOPInstanceUID = image.sop_instance_uid

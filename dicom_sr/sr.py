@@ -10,20 +10,24 @@ Content tree (one SR for the study)::
       CONTAINS         CONTAINER Imaging Measurements
         per present finding:   TID 1410 group "F1 pleural effusion" (tracking UID), Finding = code,
                                Algorithm Identification (TID 4019), closed 5-point POLYLINE box,
-                               [Certainty of Finding = Suspected], TEXT Finding = the sentence
+                               [Certainty of Finding = Suspected], TEXT Finding = the sentence,
+                               TEXT Comment = "F1: <sentence>" (what a viewer labels the box with)
                                (TID 1501 without a region when the model gave no usable box)
-        per visual clue:       TID 1410 group "F1 clue 2", Finding = Visual clue region, box
-        per image trajectory:  TID 1410 group "Inspection trajectory", open POLYLINE of fixations
-                               TID 1501 group "Inspection trajectory steps": NUM Fixation index = k,
-                               each INFERRED FROM a SCOORD POINT
+        per visual clue:       TID 1410 group "F1 clue 2", Finding = Visual clue region, box,
+                               Comment "F1 visual clue 2: <sentence>" (repeated boxes left out)
+        per statement:         TID 1410 group "S1 statement", evidence box, Comment "S1: <sentence>",
+                               no Finding code: a normal or unlabelled sentence is not a finding
+        per image trajectory:  TID 1410 group "Inspection trajectory", open POLYLINE of the
+                               fixations in reading order (POINT for one), Comment
+                               "Inspection trajectory, N fixations"
       CONTAINS         CONTAINER Qualitative Evaluations  [TID 1500 rows 12-14]
         per absent finding:    CODE <finding> = Absent
-        per image:             TEXT Findings = the report, in reading order
+        per image:             TEXT Findings = the report, in reading order, and what was cut from it
 
 No TCOORD is written: a TCOORD selects sample positions, time offsets or date-times within its
 referenced object (PS3.3 C.18.7), and a single-frame radiograph has no temporal axis, nor do
-our fixations carry times, so any TCOORD would reference nothing.  The order of the steps is
-carried by the Fixation index values and by the order of the polyline's points.
+our fixations carry times, so any TCOORD would reference nothing.  The order of the fixations
+is the order of the polyline's points.
 """
 
 from __future__ import annotations
@@ -39,12 +43,10 @@ from highdicom.sr import (
     ContainerContentItem,
     ContentItem,
     ContentSequence,
-    CoordinatesForMeasurement,
     DeviceObserverIdentifyingAttributes,
     ImageContentItem,
     ImageRegion,
     LanguageOfContentItemAndDescendants,
-    Measurement,
     MeasurementsAndQualitativeEvaluations,
     NumContentItem,
     ObservationContext,
@@ -100,42 +102,71 @@ def _text(name: Code, value: str) -> TextContentItem:
     return TextContentItem(name=name, value=value, relationship_type=RelationshipTypeValues.CONTAINS)
 
 
+def _comment(ctx: EncodeContext, text: str) -> TextContentItem:
+    """The group's (121106, DCM, "Comment"): the label a viewer such as OHIF shows for it."""
+    notice = f"{ctx.disclaimer}: " if ctx.model.demo else ""
+    return _text(codes.COMMENT, ctx.text(notice + text))
+
+
+def _add_to_group(group: Group, item: ContentItem) -> None:
+    group[0].ContentSequence.append(item)
+
+
 def _finding_groups(
     ctx: EncodeContext, image: ImageWork, placed: PlacedFinding, algorithm: AlgorithmIdentification
 ) -> list[Group]:
-    code = codes.finding_code(placed.finding.label)
-    evaluations = (
-        [QualitativeEvaluation(codes.CERTAINTY_OF_FINDING, codes.SUSPECTED)] if placed.finding.uncertain else None
-    )
+    """The groups of a present finding (or a statement) and of its visual clues.
+
+    A finding's group carries its code, its sentence as TEXT Finding and as the Comment a
+    viewer labels the box with.  A statement's group carries no Finding code (it is not a
+    finding) and only the Comment; without an evidence box it has no group of its own, as the
+    report text already holds it.
+    """
     tracking = TrackingIdentifier(uid=placed.tracking_uid, identifier=ctx.text(placed.tracking_id))
-    group: Group
-    if placed.observation is not None:
-        group = PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking,
-            referenced_region=_region(image, "POLYLINE", box_polyline(placed.observation)),
-            finding_type=code,
-            algorithm_id=algorithm,
-            qualitative_evaluations=evaluations,
-        )
-    else:
-        group = MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=tracking,
-            finding_type=code,
-            algorithm_id=algorithm,
-            qualitative_evaluations=evaluations,
-            source_images=[SourceImageForMeasurementGroup(image.sop_class_uid, image.sop_instance_uid)],
-        )
-    group[0].ContentSequence.append(_text(codes.FINDING, ctx.text(placed.finding.text)))
-    groups: list[Group] = [group]
-    for index, (clue, uid) in enumerate(zip(placed.clues, placed.clue_tracking_uids, strict=True), start=1):
-        groups.append(
-            PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(uid=uid, identifier=placed.clue_tracking_id(index)),
-                referenced_region=_region(image, "POLYLINE", box_polyline(clue)),
-                finding_type=codes.VISUAL_CLUE,
+    groups: list[Group] = []
+    if placed.statement:
+        if placed.observation is not None:
+            statement = PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                referenced_region=_region(image, "POLYLINE", box_polyline(placed.observation)),
                 algorithm_id=algorithm,
             )
+            _add_to_group(statement, _comment(ctx, placed.comment))
+            groups.append(statement)
+    else:
+        code = codes.finding_code(placed.finding.label)
+        evaluations = (
+            [QualitativeEvaluation(codes.CERTAINTY_OF_FINDING, codes.SUSPECTED)] if placed.finding.uncertain else None
         )
+        group: Group
+        if placed.observation is not None:
+            group = PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                referenced_region=_region(image, "POLYLINE", box_polyline(placed.observation)),
+                finding_type=code,
+                algorithm_id=algorithm,
+                qualitative_evaluations=evaluations,
+            )
+        else:
+            group = MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=tracking,
+                finding_type=code,
+                algorithm_id=algorithm,
+                qualitative_evaluations=evaluations,
+                source_images=[SourceImageForMeasurementGroup(image.sop_class_uid, image.sop_instance_uid)],
+            )
+        _add_to_group(group, _text(codes.FINDING, ctx.text(placed.finding.text)))
+        _add_to_group(group, _comment(ctx, placed.comment))
+        groups.append(group)
+    for index, (clue, uid) in enumerate(zip(placed.clues, placed.clue_tracking_uids, strict=True), start=1):
+        clue_group = PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=TrackingIdentifier(uid=uid, identifier=placed.clue_tracking_id(index)),
+            referenced_region=_region(image, "POLYLINE", box_polyline(clue)),
+            finding_type=codes.VISUAL_CLUE,
+            algorithm_id=algorithm,
+        )
+        _add_to_group(clue_group, _comment(ctx, placed.clue_comment(index)))
+        groups.append(clue_group)
     return groups
 
 
@@ -144,50 +175,32 @@ def trajectory_tracking_id(ctx: EncodeContext, image: ImageWork, suffix: str = "
     return base if len(ctx.images) == 1 else f"{base}, image {image.number}"
 
 
+def trajectory_label(ctx: EncodeContext, image: ImageWork) -> str:
+    """e.g. "Inspection trajectory, 31 fixations" (", image 2" when the study has several)."""
+    count = len(image.trajectory)
+    return f"{trajectory_tracking_id(ctx, image)}, {count} fixation{'s' if count != 1 else ''}"
+
+
 def _trajectory_groups(ctx: EncodeContext, image: ImageWork, algorithm: AlgorithmIdentification) -> list[Group]:
+    """One TID 1410 group: the fixations in reading order, as an open POLYLINE (a POINT for one).
+
+    The order of the points is the order of the fixations; the per-fixation NUM items of
+    earlier versions are gone, as they made OHIF drop the report when it was tracked.
+    """
     if not image.trajectory:
         return []
-    groups: list[Group] = []
-    if len(image.trajectory) >= 2:  # a path needs two points; a lone fixation is only a step below
-        points = np.array([[f.point.x, f.point.y] for f in image.trajectory], dtype=np.float64)
-        groups.append(
-            PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=TrackingIdentifier(
-                    uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),
-                    identifier=trajectory_tracking_id(ctx, image),
-                ),
-                referenced_region=_region(image, "POLYLINE", points),
-                finding_type=codes.INSPECTION_TRAJECTORY,
-                algorithm_id=algorithm,
-            )
-        )
-    source = SourceImageForRegion(image.sop_class_uid, image.sop_instance_uid)
-    steps = [
-        Measurement(
-            name=codes.FIXATION_INDEX,
-            value=fixation.index,
-            unit=codes.NO_UNITS,
-            referenced_coordinates=[
-                CoordinatesForMeasurement(
-                    graphic_type="POINT",
-                    graphic_data=np.array([[fixation.point.x, fixation.point.y]], dtype=np.float64),
-                    source_image=source,
-                )
-            ],
-        )
-        for fixation in image.trajectory
-    ]
-    ordered = MeasurementsAndQualitativeEvaluations(
+    points = np.array([[f.point.x, f.point.y] for f in image.trajectory], dtype=np.float64)
+    group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
-            uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory-steps"),
-            identifier=trajectory_tracking_id(ctx, image, " steps"),
+            uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),
+            identifier=trajectory_tracking_id(ctx, image),
         ),
+        referenced_region=_region(image, "POLYLINE" if len(points) >= 2 else "POINT", points),
         finding_type=codes.INSPECTION_TRAJECTORY,
         algorithm_id=algorithm,
-        measurements=steps,
-        source_images=[SourceImageForMeasurementGroup(image.sop_class_uid, image.sop_instance_uid)],
     )
-    return [*groups, ordered]
+    _add_to_group(group, _comment(ctx, trajectory_label(ctx, image)))
+    return [group]
 
 
 def _coded_modality(modality: str) -> Code:
@@ -263,11 +276,18 @@ def _image_library(ctx: EncodeContext) -> ContainerContentItem:
     return library
 
 
-def _report_text(image: ImageWork) -> str:
+def _report_text(ctx: EncodeContext, image: ImageWork) -> str:
+    """The report as the model wrote it, and what was cut from it: a reader must not take a cut
+    report for a whole one."""
     report = image.analysis.report.strip()
     if not report:
         report = " ".join(f.text.strip() for f in image.analysis.findings if f.text.strip())
-    return report or "GazeX reported no findings for this image."
+    report = report or "GazeX reported no findings for this image."
+    if image.omissions:
+        report += " [INCOMPLETE: " + "; ".join(image.omissions) + ".]"
+    if ctx.model.demo:
+        report = f"{ctx.disclaimer}. {report}"
+    return report
 
 
 def _procedures(ctx: EncodeContext) -> list[hd.sr.CodedConcept]:
@@ -319,6 +339,8 @@ def content_tree(ctx: EncodeContext) -> ContainerContentItem:
     for image in ctx.images:
         for placed in image.present:
             groups.extend(_finding_groups(ctx, image, placed, algorithm))
+        for statement in image.statements:
+            groups.extend(_finding_groups(ctx, image, statement, algorithm))
         groups.extend(_trajectory_groups(ctx, image, algorithm))
     if groups:
         measurements = ContainerContentItem(
@@ -344,7 +366,7 @@ def content_tree(ctx: EncodeContext) -> ContainerContentItem:
             )
     for image in ctx.images:
         prefix = "" if len(ctx.images) == 1 else f"[Image {image.number}] "
-        evaluations.ContentSequence.append(_text(codes.FINDINGS, ctx.text(prefix + _report_text(image))))
+        evaluations.ContentSequence.append(_text(codes.FINDINGS, ctx.text(prefix + _report_text(ctx, image))))
     content.append(evaluations)
     root.ContentSequence = content
     return root
@@ -404,4 +426,6 @@ def build_sr(ctx: EncodeContext) -> Dataset:
     )
     document = plain_dataset(report)
     document.ContentSequence = tree.ContentSequence
+    if not ctx.complete:
+        document.CompletionFlagDescription = ctx.text(ctx.incomplete_reason(), max_length=64, single_line=True)
     return finalize(document, ctx, "sr", SERIES_DESCRIPTIONS["sr"])

@@ -34,7 +34,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import BasicTextSRStorage
 
 from dicom_sr import codes
-from dicom_sr.common import DISCLAIMER, SERIES_DESCRIPTIONS, EncodeContext, finalize
+from dicom_sr.common import SERIES_DESCRIPTIONS, EncodeContext, finalize
 from dicom_sr.sr import predecessors
 
 _LANGUAGE = hd.sr.CodedConcept("en-US", "RFC5646", "English (United States)")
@@ -87,7 +87,7 @@ def content_tree(ctx: EncodeContext) -> ContainerContentItem:
         TextContentItem(
             dcm_codes.DCM.Comment,
             ctx.text(
-                f"{DISCLAIMER}. Draft by {ctx.model.name} {ctx.model.version} (analysis {ctx.analysis_id}); "
+                f"{ctx.disclaimer}. Draft by {ctx.model.name} {ctx.model.version} (analysis {ctx.analysis_id}); "
                 "not verified by a physician."
             ),
             RelationshipTypeValues.CONTAINS,

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -34,6 +35,9 @@ from inference.sentences import ends_a_sentence, split_sentences
 from inference.vision_input import ModelImage, prepare_model_image
 
 logger = logging.getLogger(__name__)
+
+#: The note on a report with no sentence: nothing was cut, so it is not an omission.
+NO_REPORT_NOTE = "the model wrote no report sentence"
 
 #: The attention answer's markup (a coordinate pair in parentheses, or a section name opening its
 #: list), which a report never holds: a report that reaches it has turned into an attention answer.
@@ -176,7 +180,7 @@ class GazexPipeline:
             sentences = sentences[:index]
             report = " ".join(sentences)
         if not sentences:
-            notes.append("the model wrote no report sentence")
+            notes.append(NO_REPORT_NOTE)
         return report, sentences, tuple(notes)
 
     def attend(self, image: ModelImage, sentences: Sequence[str]) -> list[str]:
@@ -212,6 +216,9 @@ class GazexPipeline:
                 len(dropped),
                 "; ".join(dropped),
             )
+        omissions = tuple(note for note in examine_notes if note != NO_REPORT_NOTE) + dropped
+        if omissions:
+            analysis = dataclasses.replace(analysis, omissions=omissions)
         finished = time.perf_counter()
         return ImageReport(
             analysis=analysis,

@@ -167,7 +167,10 @@ class ImageAnalysis:
     """What the model produced for one source image.
 
     ``attention`` is an optional float32 density of shape (rows, columns) in [0, 1]; it is
-    excluded from equality comparison.
+    excluded from equality comparison.  ``omissions`` says, in words a reader of the report
+    understands, what the runtime cut or dropped from the model's output for this image (a
+    report cut at a loop, an unfinished sentence, a region that did not parse); the encoder
+    marks such an analysis incomplete and says why.
     """
 
     sop_instance_uid: str
@@ -177,6 +180,7 @@ class ImageAnalysis:
     findings: tuple[Finding, ...]
     trajectory: tuple[Fixation, ...]
     attention: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    omissions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.rows <= 0 or self.columns <= 0:
@@ -196,6 +200,7 @@ class ModelIdentity:
     checkpoint_sha256: str
     backend: str
     manufacturer: str
+    demo: bool = False
 
 
 @dataclass(frozen=True)

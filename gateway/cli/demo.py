@@ -259,7 +259,7 @@ def _summary(
         "absent": content.absent,
         "clue_boxes": len(content.clue_boxes),
         "trajectory_points": len(content.trajectory),
-        "fixation_steps": content.fixation_steps,
+        "statements": [{"tracking_id": f.tracking_id, "text": f.text, "box": f.box} for f in content.statements],
         "ground_truth": [{"label": label, "box": box} for label, box in truth],
         "best_iou_with_truth": max(
             (_iou(f.box, box) for f in content.findings if f.box is not None for _, box in truth), default=0.0
@@ -287,11 +287,15 @@ def _print_summary(summary: dict[str, Any], content: SRContent, truth: list[tupl
             print(f"  finding {finding.tracking_id}: {finding.finding}, {where} - {finding.text}")
     else:
         print("  findings: none present")
+    for statement in content.statements:
+        print(f"  statement {statement.tracking_id.split()[0]}: {statement.text} (not a finding)")
+    if content.completion_flag == "PARTIAL":
+        print(f"  INCOMPLETE: {content.completion_description or 'see the report text'}")
     if content.absent:
         print(f"  absent: {', '.join(content.absent)}")
     print(
         f"  boxes: {sum(1 for f in content.findings if f.box)} finding box(es), {len(content.clue_boxes)} visual clue "
-        f"box(es); trajectory: {len(content.trajectory)} fixation(s) ({content.fixation_steps} numbered steps)"
+        f"box(es); trajectory: {len(content.trajectory)} fixation(s) in reading order"
     )
     if truth:
         print(f"  best overlap (IoU) of a finding box with the ground truth: {summary['best_iou_with_truth']:.2f}")

@@ -44,12 +44,13 @@ class SRContent:
     """What a GazeX TID 1500 SR holds, as read back."""
 
     findings: list[ReportedFinding] = field(default_factory=list)
+    statements: list[ReportedFinding] = field(default_factory=list)
     clue_boxes: list[tuple[str, Box]] = field(default_factory=list)
     trajectory: list[tuple[float, float]] = field(default_factory=list)
-    fixation_steps: int = 0
     absent: list[str] = field(default_factory=list)
     report: str = ""
     completion_flag: str = ""
+    completion_description: str = ""
     verification_flag: str = ""
 
 
@@ -65,7 +66,9 @@ def _box(points: Sequence[float]) -> Box:
 
 def read_sr(sr: Dataset) -> SRContent:
     content = SRContent(
-        completion_flag=str(sr.get("CompletionFlag", "")), verification_flag=str(sr.get("VerificationFlag", ""))
+        completion_flag=str(sr.get("CompletionFlag", "")),
+        completion_description=str(sr.get("CompletionFlagDescription", "")),
+        verification_flag=str(sr.get("VerificationFlag", "")),
     )
     for item in sr.get("ContentSequence", []):
         if _name(item) == "Imaging Measurements":
@@ -81,9 +84,8 @@ def read_sr(sr: Dataset) -> SRContent:
 
 
 def _read_group(group: Dataset, content: SRContent) -> None:
-    tracking = finding = text = ""
+    tracking = finding = text = comment = ""
     polyline: list[float] | None = None
-    steps = 0
     for item in group.get("ContentSequence", []):
         name = _name(item)
         if item.ValueType == "TEXT" and name == "Tracking Identifier":
@@ -92,16 +94,17 @@ def _read_group(group: Dataset, content: SRContent) -> None:
             finding = str(item.ConceptCodeSequence[0].CodeMeaning)
         elif item.ValueType == "TEXT" and name == "Finding":
             text = str(item.TextValue)
-        elif item.ValueType == "SCOORD" and item.GraphicType == "POLYLINE":
+        elif item.ValueType == "TEXT" and name == "Comment":
+            comment = str(item.TextValue)
+        elif item.ValueType == "SCOORD" and item.GraphicType in ("POLYLINE", "POINT"):
             polyline = [float(v) for v in item.GraphicData]
-        elif item.ValueType == "NUM" and name == "Fixation index":
-            steps += 1
-    if tracking == "Inspection trajectory" and polyline is not None:
-        content.trajectory = list(zip(polyline[0::2], polyline[1::2], strict=True))
-    elif tracking == "Inspection trajectory steps":
-        content.fixation_steps = steps
+    if tracking.startswith("Inspection trajectory") and polyline is not None:
+        content.trajectory.extend(zip(polyline[0::2], polyline[1::2], strict=True))
     elif " clue " in f" {tracking} " and polyline is not None:
         content.clue_boxes.append((tracking, _box(polyline)))
+    elif tracking.startswith("S") and not finding:  # a statement: "S1: The trachea is midline."
+        sentence = comment.split(": ", 1)[-1]
+        content.statements.append(ReportedFinding(tracking, "", sentence, _box(polyline) if polyline else None))
     elif tracking:
         content.findings.append(ReportedFinding(tracking, finding, text, _box(polyline) if polyline else None))
 

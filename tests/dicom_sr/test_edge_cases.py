@@ -34,6 +34,10 @@ from tests.dicom_sr.helpers import (
 pytestmark = pytest.mark.integration
 
 
+def _findings_text(sr: Dataset) -> str:
+    return next(i.TextValue for i in content_items(sr) if i.ValueType == "TEXT" and concept_meaning(i) == "Findings")
+
+
 def _validated(datasets: list[Dataset], tmp_path: Path, dicom_tool: ToolFinder) -> list[Dataset]:
     """Write, validate (dciodvfy; dsrdump for SRs) and read back."""
     read: list[Dataset] = []
@@ -77,13 +81,17 @@ def test_outputs_are_part10_files_even_with_a_plain_save_as(chest_cr: Dataset, t
         assert pydicom.dcmread(path).SOPInstanceUID == dataset.SOPInstanceUID
 
 
-def test_a_single_fixation_is_a_step_without_a_path(chest_cr: Dataset, tmp_path: Path, dicom_tool: ToolFinder) -> None:
+def test_a_single_fixation_is_a_point(chest_cr: Dataset, tmp_path: Path, dicom_tool: ToolFinder) -> None:
     image = ImageAnalysis(
         str(chest_cr.SOPInstanceUID), int(chest_cr.Rows), int(chest_cr.Columns), "", (), (Fixation(1, Point(5, 6)),)
     )
     datasets = encode(study_analysis(chest_cr, image), [chest_cr], analysis_id="one", content_datetime=WHEN)
     sr, _, gsps = _validated(datasets, tmp_path, dicom_tool)
-    assert set(tracking_groups(sr)) == {"Inspection trajectory steps"}
+    groups = tracking_groups(sr)
+    assert set(groups) == {"Inspection trajectory"}
+    point = child(groups["Inspection trajectory"], "Image Region")
+    assert point.GraphicType == "POINT" and polyline_points(point.GraphicData) == [(5.0, 6.0)]
+    assert child(groups["Inspection trajectory"], "Comment", "TEXT").TextValue == "Inspection trajectory, 1 fixation"
     trajectory = next(a for a in gsps.GraphicAnnotationSequence if a.GraphicLayer == "AI TRAJECTORY")
     assert [g.GraphicType for g in trajectory.GraphicObjectSequence] == ["CIRCLE"]
 
@@ -146,13 +154,12 @@ def test_coordinates_outside_the_image_are_clipped_or_dropped(
     sr, seg, gsps = _validated(datasets, tmp_path, dicom_tool)
     assert sr.CompletionFlag == "PARTIAL"
     groups = tracking_groups(sr)
-    assert set(groups) == {"F1 chest tube", "Inspection trajectory", "Inspection trajectory steps"}
+    assert set(groups) == {"F1 chest tube", "Inspection trajectory"}
     points = polyline_points(child(groups["F1 chest tube"], "Image Region").GraphicData)
     assert max(x for x, _ in points) == columns and max(y for _, y in points) == rows
     path = polyline_points(child(groups["Inspection trajectory"], "Image Region").GraphicData)
     assert path == [(100.0, 100.0), (200.0, 300.0)]
-    steps = [i for i in groups["Inspection trajectory steps"].ContentSequence if i.ValueType == "NUM"]
-    assert [int(float(s.MeasuredValueSequence[0].NumericValue)) for s in steps] == [1, 3]
+    assert "2 box(es) or fixation(s) outside the image were dropped" in _findings_text(sr)
     assert seg.pixel_array[0, rows - 50 :, columns - 100 :].min() == 255
     assert gsps.GraphicAnnotationSequence[0].GraphicObjectSequence[0].GraphicType == "POLYLINE"
 

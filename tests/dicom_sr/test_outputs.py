@@ -159,13 +159,14 @@ def test_sr_finding_group_is_coded_tracked_and_boxed(written: dict[str, Dataset]
         "F1 clue 1",
         "F1 clue 2",
         "Inspection trajectory",
-        "Inspection trajectory steps",
     }
     effusion = groups["F1 pleural effusion"]
     assert effusion.ContentTemplateSequence[0].TemplateIdentifier == "1410"
     finding = child(effusion, "Finding", "CODE").ConceptCodeSequence[0]
     assert (finding.CodeValue, finding.CodingSchemeDesignator) == ("60046008", "SCT")
     assert child(effusion, "Finding", "TEXT").TextValue == "Small right pleural effusion."
+    # The Comment is what OHIF labels a tracked measurement with: the sentence, readable.
+    assert child(effusion, "Comment", "TEXT").TextValue == "F1: Small right pleural effusion."
     assert child(effusion, "Algorithm Name").TextValue == "gazex-fake"
     assert child(effusion, "Algorithm Version").TextValue == "0"
     uid = child(effusion, "Tracking Unique Identifier").UID
@@ -182,6 +183,7 @@ def test_sr_finding_group_is_coded_tracked_and_boxed(written: dict[str, Dataset]
     assert selected.ReferencedSOPInstanceUID == source.SOPInstanceUID
     clue = groups["F1 clue 2"]
     assert child(clue, "Finding", "CODE").ConceptCodeSequence[0].CodeValue == "VISUAL_CLUE"
+    assert child(clue, "Comment", "TEXT").TextValue == "F1 visual clue 2: Small right pleural effusion."
     clue_points = polyline_points(child(clue, "Image Region").GraphicData)
     box = image.findings[0].clues[1].box
     assert abs(clue_points[2][0] - box.x1) <= 0.5 and abs(clue_points[2][1] - box.y1) <= 0.5
@@ -196,13 +198,10 @@ def test_sr_trajectory_keeps_reading_order(written: dict[str, Dataset], source: 
     points = polyline_points(path.GraphicData)
     assert points[0] != points[-1]  # open
     assert all(abs(a - c) <= 0.5 and abs(b - d) <= 0.5 for (a, b), (c, d) in zip(points, expected, strict=True))
-    steps = groups["Inspection trajectory steps"]
-    assert steps.ContentTemplateSequence[0].TemplateIdentifier == "1501"
-    numbers = [item for item in steps.ContentSequence if item.ValueType == "NUM"]
-    assert [int(float(n.MeasuredValueSequence[0].NumericValue)) for n in numbers] == [1, 2, 3, 4, 5]
-    for number, (x, y) in zip(numbers, expected, strict=True):
-        (px, py) = polyline_points(number.ContentSequence[0].GraphicData)[0]
-        assert abs(px - x) <= 0.5 and abs(py - y) <= 0.5
+    # One measurement, labelled as one thing; no NUM items that break a viewer's tracking.
+    trajectory = groups["Inspection trajectory"]
+    assert child(trajectory, "Comment", "TEXT").TextValue == "Inspection trajectory, 5 fixations"
+    assert not [item for item in trajectory.ContentSequence if item.ValueType == "NUM"]
 
 
 def test_sr_absent_findings_and_report_text(written: dict[str, Dataset]) -> None:

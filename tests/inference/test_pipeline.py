@@ -134,6 +134,7 @@ def test_engine_runs_both_stages_on_the_chest_cr(
                 assert 0 <= region.box.x0 < region.box.x1 <= 1841 and 0 <= region.box.y0 < region.box.y1 <= 1955
     details = report.images[0]
     assert len(details.dropped) == 1
+    assert image.omissions == details.dropped  # a dropped region makes the analysis incomplete
     assert details.timings.total >= details.timings.examine + details.timings.attention
     # one examine request, then one batched request with a prompt per sentence about the same image
     examine, attention = engine.backend.requests  # type: ignore[attr-defined]
@@ -188,6 +189,7 @@ def test_a_report_that_turns_into_an_attention_answer_is_cut_before_it(
     )
     report = GazexEngine(checkpoint, backend).analyze_study([chest_cr])
     assert report.analysis.images[0].report == plain and report.images[0].notes == ()
+    assert report.analysis.images[0].omissions == ()
 
 
 def test_a_report_caught_in_a_loop_is_cut_before_it(roomy_checkpoint: Path, chest_cr: pydicom.Dataset) -> None:
@@ -209,6 +211,8 @@ def test_a_report_caught_in_a_loop_is_cut_before_it(roomy_checkpoint: Path, ches
     budget, loop = report.images[0].notes
     assert "token budget" in budget
     assert loop == "the report repeats a word in a loop in sentence 2; it was cut there (2 sentence(s) dropped)"
+    # the cut travels with the analysis, so the SR can say the report is incomplete
+    assert image.omissions == (budget, loop)
     # a word said twice is a typo, not a loop
     prose = "The the heart is normal. Left, left lower lobe atelectasis. Very, very small right effusion."
     assert (
@@ -227,6 +231,7 @@ def test_empty_report(tiny_checkpoint: Path, chest_cr: pydicom.Dataset) -> None:
     (image,) = report.analysis.images
     assert image.findings == () and image.trajectory == () and image.report == ""
     assert report.images[0].notes == ("the model wrote no report sentence",)
+    assert image.omissions == ()  # nothing was cut: an empty report is not an incomplete one
     assert len(backend.requests) == 1  # no attention stage without sentences
 
 
