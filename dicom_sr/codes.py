@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
-from inference.results import FINDING_LABELS
+from inference.results import FINDING_LABELS, STATEMENT_LABELS
 
 #: Designator of our private coding scheme (PS3.3 8.2: private designators begin with "99").
 PRIVATE_SCHEME = "99GAZEX"
@@ -64,8 +64,8 @@ FINDING_CODES: dict[str, Code] = {
 DEVICE_LABELS = frozenset(
     {"support_devices", "endotracheal_tube", "central_venous_catheter", "enteric_tube", "chest_tube", "cardiac_device"}
 )
-#: Labels that describe normal anatomy or a neutral statement (SEG category "Anatomical structure").
-NEUTRAL_LABELS = frozenset({"no_finding", "other"})
+#: Labels that describe normal anatomy or a neutral statement: statements, not findings.
+NEUTRAL_LABELS = STATEMENT_LABELS
 
 # Concepts that are not findings.
 FINDING: Code = codes.DCM.Finding  # 121071: CODE finding type, and TEXT for the sentence (CID 7002)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from inference.reflacx import ReflacxFormatError
     from inference.results import (
         FINDING_LABELS,
+        STATEMENT_LABELS,
         Box,
         Finding,
         Fixation,
@@ -85,6 +86,7 @@ _EXPORTS: dict[str, str] = {
     "ReflacxFormatError": "inference.reflacx",
     "Box": "inference.results",
     "FINDING_LABELS": "inference.results",
+    "STATEMENT_LABELS": "inference.results",
     "Finding": "inference.results",
     "Fixation": "inference.results",
     "ImageAnalysis": "inference.results",
@@ -124,6 +126,7 @@ __all__ = [
     "FINDING_LABELS",
     "GAZEX_PROMPTS",
     "REPORT_STYLES",
+    "STATEMENT_LABELS",
     "SUPPORTED_TRANSFER_SYNTAXES",
     "AttentionSettings",
     "BackendOptions",

@@ -49,6 +49,10 @@ FINDING_LABELS: dict[str, str] = {
     "other": "Other statement",
 }
 
+#: Labels of sentences that are statements, not findings: a normal or unlabelled sentence ("The
+#: trachea is midline.", "No acute cardiopulmonary process.") is neither counted nor coded as a finding.
+STATEMENT_LABELS: frozenset[str] = frozenset({"no_finding", "other"})
+
 
 @dataclass(frozen=True, slots=True)
 class Point:

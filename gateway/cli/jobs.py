@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
                 "finished",
                 "worker",
                 "error",
+                "incomplete",
             ],
             [
                 (
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
                     r.finished_at,
                     r.processed_by,
                     r.last_error,
+                    r.omissions,
                 )
                 for r in rows
             ],

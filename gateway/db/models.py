@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -219,6 +219,8 @@ class Job(Base):
     model_backend: Mapped[str | None] = mapped_column(String)
     analysis_seconds: Mapped[float | None] = mapped_column(Float)
     findings_present: Mapped[int | None] = mapped_column(Integer)
+    #: What the runtime cut or dropped from the analysis (its SR is PARTIAL), per image; None when whole.
+    omissions: Mapped[str | None] = mapped_column(Text)
     predecessor_job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
 
 

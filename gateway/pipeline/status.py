@@ -37,6 +37,7 @@ class JobRow:
     processed_by: str | None
     last_error: str | None
     findings_present: int | None
+    omissions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def jobs(db: Engine, limit: int = 50, status: str | None = None, study_instance_
             processed_by=row.processed_by or row.lease_owner,
             last_error=row.last_error,
             findings_present=row.findings_present,
+            omissions=row.omissions,
         )
         for row in rows
     ]

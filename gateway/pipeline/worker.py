@@ -45,8 +45,8 @@ from gateway.pipeline.states import DeliveryStatus, ItemStatus, JobFailure, JobS
 from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, INSTANCES, JOB_INSTANCES, JOBS, OUTPUTS
 from gateway.safelog import log_unexpected
 from gateway.spool import OutOfSpaceError, resolve_in
+from inference import STATEMENT_LABELS, InferenceError, StudyAnalysis
 from inference import Engine as AnalysisEngine
-from inference import InferenceError, StudyAnalysis
 
 LOGGER = logging.getLogger(__name__)
 
@@ -300,7 +300,17 @@ class Worker:
         """Steps 3-4's database half, in one transaction fenced by the lease token."""
         now = self._clock.now()
         identity = analysis.model
-        present = sum(1 for image in analysis.images for finding in image.findings if finding.present)
+        present = sum(
+            1
+            for image in analysis.images
+            for finding in image.findings
+            if finding.present and finding.label not in STATEMENT_LABELS
+        )
+        omissions = "; ".join(
+            f"image {image.sop_instance_uid}: {', '.join(image.omissions)}"
+            for image in analysis.images
+            if image.omissions
+        )
         with self._db.begin() as connection:
             changed = connection.execute(
                 update(JOBS)
@@ -318,6 +328,7 @@ class Worker:
                     model_backend=identity.backend,
                     analysis_seconds=analysis.seconds,
                     findings_present=present,
+                    omissions=omissions or None,
                     predecessor_job_pk=predecessor_id,
                 )
             )
@@ -392,6 +403,9 @@ class Worker:
             len(destinations),
             ", ".join(destinations) or "no destination",
         )
+        if omissions:
+            # Model output only (reasons and UIDs), never patient data.
+            LOGGER.warning("job %d: the analysis is incomplete, its SR is PARTIAL: %s", job.id, omissions)
         return JobStatus.DONE
 
     def _record_failure(self, claimed: Claim, job: Any, failure: JobFailure, *, superseded: bool = False) -> JobResult:

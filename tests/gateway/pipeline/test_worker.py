@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,13 +15,14 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from gateway.pipeline import status
 from gateway.pipeline.completer import Completer
 from gateway.pipeline.leases import claim
 from gateway.pipeline.model import ModelHolder
 from gateway.pipeline.states import JobStatus
 from gateway.pipeline.tables import JOBS
 from gateway.pipeline.worker import Worker
-from inference import FakeEngine, StudyAnalysis
+from inference import FakeEngine, Finding, StudyAnalysis
 from tests.gateway.pipeline.support import Harness, make_image
 
 
@@ -238,3 +241,42 @@ def test_a_bug_in_the_gateway_is_recorded_on_the_job_and_the_worker_goes_on(
     result = worker(harness).run_once()
     assert result is not None and result.status == "queued"
     assert result.reason == "unexpected KeyError in the gateway (see the log)"
+
+
+class _CutReportEngine(FakeEngine):
+    """The FakeEngine's analysis with a statement added and the runtime's cut recorded."""
+
+    CUT = "the report repeats a word in a loop in sentence 2; it was cut there (10 sentence(s) dropped)"
+
+    def analyze(self, datasets: Sequence[Dataset]) -> StudyAnalysis:
+        analysis = super().analyze(datasets)
+        statement = Finding("The trachea is midline.", "other", True, None)
+        images = tuple(
+            dataclasses.replace(image, findings=(*image.findings, statement), omissions=(self.CUT,))
+            for image in analysis.images
+        )
+        return dataclasses.replace(analysis, images=images)
+
+
+def test_a_cut_report_is_recorded_on_the_job_and_its_sr_is_partial(
+    harness: Harness, template: Dataset, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, job_id = queue_study(harness, template)
+    with caplog.at_level(logging.WARNING, logger="gateway.pipeline.worker"):
+        result = worker(harness, _CutReportEngine()).run_once()
+    assert result is not None and result.status == "done"
+    job = job_row(harness, job_id)
+    assert job.findings_present == 1  # the statement is not counted as a finding
+    assert job.omissions is not None and _CutReportEngine.CUT in job.omissions
+    assert f"job {job_id}: the analysis is incomplete" in caplog.text
+    sr_row = harness.rows("SELECT file_path FROM outputs WHERE kind = 'sr'")[0]
+    sr = pydicom.dcmread(harness.settings.storage.outbox_path / sr_row.file_path)
+    assert sr.CompletionFlag == "PARTIAL"
+    (listed,) = status.jobs(harness.engine)
+    assert listed.omissions == job.omissions
+
+
+def test_a_whole_report_leaves_the_job_without_omissions(harness: Harness, template: Dataset) -> None:
+    _, job_id = queue_study(harness, template)
+    worker(harness).run_once()
+    assert job_row(harness, job_id).omissions is None
