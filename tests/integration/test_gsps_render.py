@@ -9,7 +9,8 @@ What dcmtk's dcmpstat library (``dcmp2pgm``) does with our GSPS, checked with dc
   renders pixels, shutters and overlays, and hands graphic and text objects to the application
   through its API (OFFIS's DICOMscope drew them in Java).  A render with our annotations and one
   with them removed are byte-identical; a test asserts it, so a dcmtk that starts drawing them
-  is noticed;
+  is noticed.  The same holds for ``dcmpsprt``'s Hardcopy Grayscale Image (checked by hand: it
+  renders through the same ``DVPresentationState`` pipeline);
 - its presentation-state reader does resolve the annotations for the attached image:
   ``dcmp2pgm --verbose`` dumps, layer by layer, each graphic object (type, units, points) and
   each text object (value, anchor or bounding box) that applies to that image.  The geometry
