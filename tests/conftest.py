@@ -26,6 +26,7 @@ TOOL_PACKAGES: dict[str, str] = {
     "echoscu": "dcmtk",
     "dsrdump": "dcmtk",
     "dcmpschk": "dcmtk",
+    "dcmp2pgm": "dcmtk",
     "dcmodify": "dcmtk",
     "dcmcjpeg": "dcmtk",
     "img2dcm": "dcmtk",
