@@ -58,6 +58,11 @@ class EncodeSettings:
     institution_name: str | None = None
     institutional_department_name: str | None = None
     series_numbers: SeriesNumbers = field(default_factory=SeriesNumbers)
+    #: The SEG's pixel values: False (default) stores every segment as two levels, 0 or the
+    #: maximum (a box covering at least half a pixel; attention at least half its peak), which
+    #: OHIF v3 loads; True stores the exact fractions (box edge coverage, the attention density),
+    #: which OHIF 3.13 refuses ("Fractional segmentations are not yet supported").
+    seg_exact_fractions: bool = False
 
 
 @dataclass(frozen=True, slots=True)

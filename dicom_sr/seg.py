@@ -1,24 +1,40 @@
-"""FRACTIONAL Segmentations: one per analysed image, pixel-aligned with it.
+"""Segmentations: one per analysed image, pixel-aligned with it, that OHIF v3 can open.
 
 Segments, in this order:
 
-1. one per present finding with an observation box: the box, with the fraction of each edge
-   pixel it covers (so a box at x0 = 10.5 gives the pixels of column 10 the value 0.5);
+1. one per present finding with an observation box: the box;
 2. "Model attention": where the model looked. ``ImageAnalysis.attention`` when the engine gives
    it; otherwise a deterministic density built here from the inspection trajectory (a Gaussian
    at each fixation) and the visual clue boxes of every finding, scaled to a maximum of 1.
 
-Every segment carries an Algorithm Identification Sequence, and finding segments carry the
-same tracking identifier and UID as their group in the SR.  Radiographs have no frame of
-reference, so the SEG has none either; Patient Orientation is copied from the source.
+The SEG is FRACTIONAL (PROBABILITY, maximum 255).  By default every stored value is one of two
+levels, 0 or 255: a box holds the pixels it covers at least half of, the attention segment the
+pixels where the density is at least half its peak.  OHIF 3.13 opens exactly these fractional
+SEGs (it reads them as binary) and refuses any other value.  A BINARY SEG (1 bit per pixel)
+would say the same, but neither OHIF 3.13 nor Orthanc 1.10 read one whose frames do not fill
+whole bytes (an image width that is not a multiple of 8, like the NEMA chest CR's 1841 columns).
+``EncodeSettings.seg_exact_fractions`` keeps the exact values instead (the fraction of each
+edge pixel a box covers, the attention density), for consumers that read fractional SEGs.
+
+Radiographs have no frame of reference, so the SEG has none either; each frame maps onto its
+source pixel for pixel through the Derivation Image functional group.  OHIF v3 also needs Pixel
+Measures and Plane Orientation (Patient) functional groups, which the Segmentation IOD provides
+for SEGs with a frame of reference: :func:`add_plane_groups` writes them, shared, with the
+source's pixel spacing and the identity orientation an image without orientation has in OHIF
+(README, "Outputs", explains the choice; dciodvfy reports nothing about them).  Patient
+Orientation is copied from the source.  Every segment carries an Algorithm Identification
+Sequence, and finding segments carry the same tracking identifier and UID as their group in
+the SR.
 
 How the pixels are written (:func:`segmentation`): highdicom builds the whole IOD (modules,
 functional groups, segment descriptions, references) from a 1 x 1 all-zero placeholder, and
 the frames are then written here.  Handing highdicom the float array instead makes it check
 every value with ``np.unique`` and an overlap sum over all segments, then copy every frame
 three times: about 0.4 s for one 2k x 2k image against a total budget of 0.2 s (see
-``benchmarks/encode.py``).  The quantisation is highdicom's own, ``round(value * 255)``; a
-unit test compares both paths attribute by attribute and byte for byte.
+``benchmarks/encode.py``).  The quantisation is highdicom's own, ``round(value * 255)``, and the
+two levels are taken from it (a stored value of at least 128 is a fraction of at least one
+half); unit tests compare both paths, exact and two-level, attribute by attribute and byte for
+byte.
 """
 
 from __future__ import annotations
@@ -36,6 +52,15 @@ from dicom_sr.common import SERIES_DESCRIPTIONS, EncodeContext, ImageWork, copy_
 from inference.results import Box, Point
 
 MAX_FRACTIONAL_VALUE = 255
+#: In the two-level encoding a pixel is in a segment from this stored value on: a fraction of at
+#: least one half (the quantisation rounds 0.5 * 255 to 128).
+LEVEL_THRESHOLD = 128
+#: Pixel Measures for OHIF when the source has no spacing, and its Slice Thickness when the
+#: source has none (a projection radiograph has no slice; highdicom's reader requires a value).
+NOMINAL_PIXEL_SPACING = ("1", "1")
+NOMINAL_SLICE_THICKNESS = "1"
+#: Plane Orientation (Patient) for OHIF: rows and columns as in the source image.
+IDENTITY_ORIENTATION = (1, 0, 0, 0, 1, 0)
 #: Standard deviation of the Gaussian drawn at each fixation, as a fraction of the longer image side.
 FIXATION_SIGMA_FRACTION = 0.04
 #: Weight of a clue box in the derived density, relative to a fixation's peak.
@@ -72,8 +97,23 @@ def quantize_into(stored: npt.NDArray[np.uint8], fraction: npt.NDArray[np.float3
     np.copyto(stored, fraction, casting="unsafe")
 
 
-def fill_box(frame: npt.NDArray[np.uint8], box: Box) -> None:
-    """Write the stored values of a box segment into an all-zero frame, touching only the box."""
+def two_levels_into(stored: npt.NDArray[np.uint8]) -> None:
+    """Stored values -> 0 or the maximum, in place: the maximum from :data:`LEVEL_THRESHOLD` on."""
+    np.multiply(stored >= LEVEL_THRESHOLD, MAX_FRACTIONAL_VALUE, out=stored, casting="unsafe")
+
+
+def two_levels(stored: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """:func:`two_levels_into` on a copy."""
+    result = stored.copy()
+    two_levels_into(result)
+    return result
+
+
+def fill_box(frame: npt.NDArray[np.uint8], box: Box, *, exact: bool = True) -> None:
+    """Write the stored values of a box segment into an all-zero frame, touching only the box.
+
+    ``exact``: the fraction of each pixel the box covers; otherwise two levels (:func:`two_levels`).
+    """
     rows, columns = frame.shape
     row_slice, column_slice = _box_slices(box, rows, columns)
     r0, r1, c0, c1 = row_slice.start, row_slice.stop, column_slice.start, column_slice.stop
@@ -81,12 +121,14 @@ def fill_box(frame: npt.NDArray[np.uint8], box: Box) -> None:
         ys = coverage(box.y0 - r0, box.y1 - r0, r1 - r0)
         xs = coverage(box.x0 - c0, box.x1 - c0, c1 - c0)
         quantize_into(frame[r0:r1, c0:c1], np.outer(ys, xs))
+        if not exact:
+            two_levels_into(frame[r0:r1, c0:c1])
 
 
-def box_frame(box: Box, rows: int, columns: int) -> npt.NDArray[np.uint8]:
+def box_frame(box: Box, rows: int, columns: int, *, exact: bool = True) -> npt.NDArray[np.uint8]:
     """The stored frame of a box segment."""
     frame = np.zeros((rows, columns), dtype=np.uint8)
-    fill_box(frame, box)
+    fill_box(frame, box, exact=exact)
     return frame
 
 
@@ -190,6 +232,28 @@ def _without_pixel_spacing(source: Dataset) -> Dataset:
     return header
 
 
+def add_plane_groups(seg: Dataset, source: Dataset) -> None:
+    """Shared Pixel Measures and Plane Orientation (Patient) functional groups, which OHIF v3 needs.
+
+    OHIF's SEG viewport reads Pixel Measures from the shared functional groups and fails
+    without them; its loader needs an Image Orientation (Patient) equal to the source image's,
+    which for an image without one is the identity.  Pixel Spacing is the source's (else its
+    Imager Pixel Spacing, else nominal); Slice Thickness the source's, else nominal.  Nothing
+    else changes: frames still map onto the source through the Derivation Image group.
+    """
+    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or NOMINAL_PIXEL_SPACING
+    measures = Dataset()
+    measures.PixelSpacing = [str(value) for value in spacing]
+    measures.SliceThickness = str(source.get("SliceThickness") or NOMINAL_SLICE_THICKNESS)
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = list(IDENTITY_ORIENTATION)
+    if not seg.get("SharedFunctionalGroupsSequence"):
+        seg.SharedFunctionalGroupsSequence = [Dataset()]
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    shared.PixelMeasuresSequence = [measures]
+    shared.PlaneOrientationSequence = [orientation]
+
+
 def _frame_segment(seg: Dataset, frame: Dataset) -> int:
     """The segment a frame belongs to (highdicom moves it to the shared group when there is one)."""
     item = frame if "SegmentIdentificationSequence" in frame else seg.SharedFunctionalGroupsSequence[0]
@@ -245,7 +309,7 @@ def segmentation(
 
 
 def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
-    """The FRACTIONAL SEG of one image."""
+    """The SEG of one image (two levels unless ``seg_exact_fractions``)."""
     rows, columns = image.rows, image.columns
     descriptions: list[hd.seg.SegmentDescription] = []
     boxes: list[Box] = []
@@ -267,6 +331,9 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
         )
         boxes.append(placed.observation)
     density, origin = attention_fraction(image)
+    attention_parameters = {"attention": origin}
+    if not ctx.settings.seg_exact_fractions:
+        attention_parameters["levels"] = "255 from half the peak attention on; 0 below"
     attention_id = "Model attention" if len(ctx.images) == 1 else f"Model attention, image {image.number}"
     descriptions.append(
         hd.seg.SegmentDescription(
@@ -275,17 +342,20 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
             segmented_property_category=codes.CATEGORY_SPATIAL,
             segmented_property_type=codes.MODEL_ATTENTION,
             algorithm_type="AUTOMATIC",
-            algorithm_identification=_algorithm(ctx, {"attention": origin}),
+            algorithm_identification=_algorithm(ctx, attention_parameters),
             tracking_uid=ctx.uids.uid("tracking", image.sop_instance_uid, "attention"),
             tracking_id=attention_id,
             display_color=_ATTENTION_COLOR,
         )
     )
     # The stored frames, in segment order: the boxes, then the attention.
+    exact = ctx.settings.seg_exact_fractions
     stack = np.zeros((len(descriptions), rows, columns), dtype=np.uint8)
     for frame, box in zip(stack, boxes, strict=False):
-        fill_box(frame, box)
+        fill_box(frame, box, exact=exact)
     quantize_into(stack[-1], density)
+    if not exact:
+        two_levels_into(stack[-1])
 
     equipment = ctx.equipment
     seg = segmentation(
@@ -310,6 +380,7 @@ def build_seg(ctx: EncodeContext, image: ImageWork) -> Dataset:
         institution_name=equipment.institution_name,
         institutional_department_name=equipment.department_name,
     )
+    add_plane_groups(seg, image.source)
     seg.PatientOrientation = list(image.source.get("PatientOrientation") or [])
     copy_series_anatomy(seg, image.source)
     return finalize(seg, ctx, "seg", SERIES_DESCRIPTIONS["seg"])

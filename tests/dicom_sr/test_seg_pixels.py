@@ -1,7 +1,9 @@
-"""SEG pixels: box coverage, the attention density, and equality with highdicom's own path."""
+"""SEG pixels: box coverage, the attention density, the two levels OHIF reads, the functional
+groups OHIF needs, and equality with highdicom's own path."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import highdicom as hd
@@ -11,10 +13,19 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from benchmarks.encode import synthetic_radiograph
-from dicom_sr import encode
-from dicom_sr.seg import box_fraction, box_frame, coverage, derived_attention, quantize, segmentation
+from dicom_sr import EncodeSettings, encode
+from dicom_sr.seg import (
+    add_plane_groups,
+    box_fraction,
+    box_frame,
+    coverage,
+    derived_attention,
+    quantize,
+    segmentation,
+    two_levels,
+)
 from inference.results import Box, Finding, Fixation, ImageAnalysis, Point
-from tests.dicom_sr.helpers import WHEN, region, study_analysis
+from tests.dicom_sr.helpers import WHEN, region, study_analysis, write
 
 
 def test_coverage_of_partial_pixels() -> None:
@@ -38,16 +49,33 @@ def test_derived_attention_peaks_at_fixations_and_is_deterministic() -> None:
     assert derived_attention(40, 64, (), ()).max() == 0.0
 
 
-def test_model_attention_is_used_when_given() -> None:
+def test_two_levels_are_the_half_threshold_of_the_fraction() -> None:
+    fractions = np.concatenate([np.linspace(0, 1, 1001, dtype=np.float32), np.float32([0.5, 0.4999, 0.5001])])
+    expected = np.where(fractions >= 0.5, 255, 0)
+    assert np.array_equal(two_levels(quantize(fractions)), expected)
+    box = Box(10.5, 3.25, 30.75, 20.0)
+    assert np.array_equal(box_frame(box, 32, 40, exact=False), np.where(box_fraction(box, 32, 40) >= 0.5, 255, 0))
+    assert set(np.unique(box_frame(box, 32, 40, exact=False)).tolist()) == {0, 255}
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_model_attention_is_used_when_given(exact: bool) -> None:
     source = synthetic_radiograph(24, 32)
     attention = np.zeros((24, 32), dtype=np.float32)
     attention[5:10, 6:12] = 0.5
+    attention[15:20, 6:12] = 0.3
     image = ImageAnalysis(str(source.SOPInstanceUID), 24, 32, "", (), (), attention=attention)
-    (seg,) = encode(study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN)
+    (seg,) = encode(
+        study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN,
+        settings=EncodeSettings(seg_exact_fractions=exact),
+    )  # fmt: skip
     frame = np.frombuffer(seg.PixelData[: 24 * 32], dtype=np.uint8).reshape(24, 32)
-    assert frame[5:10, 6:12].min() == 128 and frame.sum() == 128 * 30
+    high, low = (128, 76) if exact else (255, 0)
+    assert frame[5:10, 6:12].min() == high and frame[15:20, 6:12].max() == low
+    assert frame.sum() == (high + low) * 30
     params = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
     assert "attention=model" in params
+    assert ("levels=255 from half the peak" in params) is not exact
 
 
 def _flat(dataset: Dataset, prefix: str = "") -> dict[str, object]:
@@ -61,8 +89,10 @@ def _flat(dataset: Dataset, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def test_segmentation_equals_highdicoms_float_path() -> None:
-    """Same segments through highdicom's default (float) path give the same dataset and pixels."""
+@pytest.mark.parametrize("exact", [True, False])
+def test_segmentation_equals_highdicoms_float_path(exact: bool) -> None:
+    """Same segments through highdicom's default (float) path give the same dataset and pixels:
+    the exact fractions, and the two levels (highdicom given the fractions thresholded at 0.5)."""
     source = synthetic_radiograph(48, 64)
     planes = np.stack(
         [
@@ -71,6 +101,10 @@ def test_segmentation_equals_highdicoms_float_path() -> None:
             derived_attention(48, 64, (Point(10, 10), Point(40, 30)), ()),
         ]
     )
+    stack = np.stack([quantize(plane) for plane in planes])
+    if not exact:
+        planes = (planes >= 0.5).astype(np.float32)
+        stack = np.stack([two_levels(frame) for frame in stack])
     algorithm = hd.AlgorithmIdentificationSequence(name="x", family=codes.cid7162.ArtificialIntelligence, version="0")
     descriptions = [
         hd.seg.SegmentDescription(k + 1, f"s{k}", codes.cid7150.Tissue, codes.SCT.Lesion, "AUTOMATIC", algorithm)
@@ -87,7 +121,6 @@ def test_segmentation_equals_highdicoms_float_path() -> None:
         "device_serial_number": "0",
         "content_label": "GAZEX_AI",
     }
-    stack = np.stack([quantize(plane) for plane in planes])
     ours = segmentation(source, stack, descriptions, segments_overlap="YES", **common)
     header = Dataset()
     header.update(source)
@@ -102,7 +135,8 @@ def test_segmentation_equals_highdicoms_float_path() -> None:
     }
     # highdicom fills these from the clock or at random (finalize() pins them), and leaves
     # Segments Overlap UNDEFINED for truly fractional data, where we read it from the pixels.
-    assert reference.SegmentsOverlap == "UNDEFINED"
+    if exact:
+        assert reference.SegmentsOverlap == "UNDEFINED"
     assert all(
         key.endswith(("DimensionOrganizationUID", "ContributionDateTime", "CreationTime", "ContentTime"))
         or key == "SegmentsOverlap"
@@ -110,7 +144,8 @@ def test_segmentation_equals_highdicoms_float_path() -> None:
     ), differing
 
 
-def test_encoded_seg_frames_are_the_quantized_segments() -> None:
+@pytest.mark.parametrize("exact", [False, True])
+def test_encoded_seg_frames_are_the_quantized_segments(exact: bool) -> None:
     source = synthetic_radiograph(48, 64)
     findings = (
         Finding("A.", "nodule", True, region(3.25, 4.5, 20.75, 30.0)),
@@ -118,25 +153,80 @@ def test_encoded_seg_frames_are_the_quantized_segments() -> None:
     )
     trajectory = (Fixation(1, Point(10, 10)), Fixation(2, Point(40, 30)))
     image = ImageAnalysis(str(source.SOPInstanceUID), 48, 64, "A. B.", findings, trajectory)
-    (seg,) = encode(study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN)
+    (seg,) = encode(
+        study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN,
+        settings=EncodeSettings(seg_exact_fractions=exact),
+    )  # fmt: skip
     expected = [box_frame(f.observation.box, 48, 64) for f in findings if f.observation]
     expected.append(quantize(derived_attention(48, 64, tuple(f.point for f in trajectory), ())))
+    if not exact:
+        expected = [two_levels(frame) for frame in expected]
     assert seg.PixelData == np.stack(expected).tobytes()
+    assert seg.SegmentationType == "FRACTIONAL" and seg.SegmentationFractionalType == "PROBABILITY"
     assert seg.MaximumFractionalValue == 255
     assert seg.SegmentsOverlap == "YES"
 
 
-def test_segments_overlap_is_read_from_the_pixels() -> None:
+@pytest.mark.parametrize("exact", [False, True])
+def test_segments_overlap_is_read_from_the_pixels(exact: bool) -> None:
     source = synthetic_radiograph(40, 40)
     apart = (
         Finding("A.", "nodule", True, region(0, 0, 10, 10)),
         Finding("B.", "mass", True, region(20, 20, 30, 30)),
     )
     touching = (apart[0], Finding("B.", "mass", True, region(10, 0, 20, 10)))  # shares an edge, no pixel
-    crossing = (apart[0], Finding("B.", "mass", True, region(9.5, 9.5, 20, 20)))
+    grazing = (apart[0], Finding("B.", "mass", True, region(9.5, 9.5, 20, 20)))  # a quarter of pixel (9, 9)
+    crossing = (apart[0], Finding("B.", "mass", True, region(8.5, 8.5, 20, 20)))
     overlaps = []
-    for findings in (apart, touching, crossing):
+    for findings in (apart, touching, grazing, crossing):
         image = ImageAnalysis(str(source.SOPInstanceUID), 40, 40, "", findings, ())  # no attention
-        (seg,) = encode(study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN)
+        (seg,) = encode(
+            study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN,
+            settings=EncodeSettings(seg_exact_fractions=exact),
+        )  # fmt: skip
         overlaps.append(seg.SegmentsOverlap)
-    assert overlaps == ["NO", "NO", "YES"]
+    # two levels: a quarter of a pixel is not in the segment, so the grazing boxes do not overlap
+    assert overlaps == ["NO", "NO", "YES" if exact else "NO", "YES"]
+
+
+@pytest.mark.parametrize(
+    ("spacing", "expected"),
+    [
+        ({"PixelSpacing": ["0.2", "0.25"]}, ["0.2", "0.25"]),
+        ({"ImagerPixelSpacing": ["0.15", "0.15"]}, ["0.15", "0.15"]),
+        ({}, ["1", "1"]),
+    ],
+)
+def test_plane_groups_ohif_needs(spacing: dict[str, list[str]], expected: list[str], tmp_path: Path) -> None:
+    """Shared Pixel Measures and Plane Orientation (identity), no frame of reference, and the
+    SEG still reads back with highdicom, frames mapped onto the source image."""
+    source = synthetic_radiograph(16, 24)
+    del source.PixelSpacing
+    for keyword, value in spacing.items():
+        setattr(source, keyword, value)
+    finding = Finding("A.", "nodule", True, region(2, 2, 9, 9))
+    image = ImageAnalysis(str(source.SOPInstanceUID), 16, 24, "A.", (finding,), ())
+    (seg,) = encode(study_analysis(source, image), [source], ("seg",), analysis_id="x", content_datetime=WHEN)
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    assert [str(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == expected
+    assert float(shared.PixelMeasuresSequence[0].SliceThickness) == 1.0
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    assert "FrameOfReferenceUID" not in seg
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        assert "PlanePositionSequence" not in frame
+        [derivation] = frame.DerivationImageSequence
+        assert derivation.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    read = hd.seg.segread(write(seg, tmp_path, "seg"))
+    assert read.number_of_segments == 2
+    assert read.get_segment_description(1).segment_label == "F1 Nodule"
+
+
+def test_plane_groups_keep_an_existing_shared_group() -> None:
+    source = synthetic_radiograph(8, 8)
+    seg = Dataset()
+    item = Dataset()
+    item.SegmentIdentificationSequence = [Dataset()]
+    seg.SharedFunctionalGroupsSequence = [item]
+    add_plane_groups(seg, source)
+    assert "SegmentIdentificationSequence" in seg.SharedFunctionalGroupsSequence[0]
+    assert "PixelMeasuresSequence" in seg.SharedFunctionalGroupsSequence[0]
