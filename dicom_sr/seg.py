@@ -46,6 +46,7 @@ import highdicom as hd
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from dicom_sr import codes
 from dicom_sr.common import SERIES_DESCRIPTIONS, EncodeContext, ImageWork, copy_series_anatomy, finalize
@@ -238,13 +239,18 @@ def add_plane_groups(seg: Dataset, source: Dataset) -> None:
     OHIF's SEG viewport reads Pixel Measures from the shared functional groups and fails
     without them; its loader needs an Image Orientation (Patient) equal to the source image's,
     which for an image without one is the identity.  Pixel Spacing is the source's (else its
-    Imager Pixel Spacing, else nominal); Slice Thickness the source's, else nominal.  Nothing
-    else changes: frames still map onto the source through the Derivation Image group.
+    Imager Pixel Spacing, else nominal); Slice Thickness the source's, else nominal.  A value
+    that is not a positive number (the NEMA chest CR's Pixel Spacing is 0\\0) counts as absent.
+    Nothing else changes: frames still map onto the source through the Derivation Image group.
     """
-    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or NOMINAL_PIXEL_SPACING
+    spacing = next(
+        (value for value in (source.get("PixelSpacing"), source.get("ImagerPixelSpacing")) if _positive(value, 2)),
+        NOMINAL_PIXEL_SPACING,
+    )
+    thickness = source.get("SliceThickness")
     measures = Dataset()
     measures.PixelSpacing = [str(value) for value in spacing]
-    measures.SliceThickness = str(source.get("SliceThickness") or NOMINAL_SLICE_THICKNESS)
+    measures.SliceThickness = str(thickness) if _positive(thickness, 1) else NOMINAL_SLICE_THICKNESS
     orientation = Dataset()
     orientation.ImageOrientationPatient = list(IDENTITY_ORIENTATION)
     if not seg.get("SharedFunctionalGroupsSequence"):
@@ -252,6 +258,17 @@ def add_plane_groups(seg: Dataset, source: Dataset) -> None:
     shared = seg.SharedFunctionalGroupsSequence[0]
     shared.PixelMeasuresSequence = [measures]
     shared.PlaneOrientationSequence = [orientation]
+
+
+def _positive(value: Any, count: int) -> bool:
+    """``value`` holds ``count`` numbers, all greater than zero."""
+    if value is None or value == "":
+        return False
+    values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    try:
+        return len(values) == count and all(float(v) > 0 for v in values)
+    except (TypeError, ValueError):
+        return False
 
 
 def _frame_segment(seg: Dataset, frame: Dataset) -> int:

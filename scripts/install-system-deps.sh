@@ -3,6 +3,10 @@
 #   dcmtk        storescu, storescp, echoscu, dcmdump, dsrdump, dcmpschk
 #   dicom3tools  dciodvfy
 #   orthanc      Orthanc, the PACS used in the round-trip tests
+#   orthanc-dicomweb  Orthanc's DICOMweb plugin, which the real-viewer test's OHIF reads from
+#   chromium     the browser the real-viewer test drives (puppeteer-core; never a downloaded one)
+#   nodejs, npm  node runs that test's browser script; npm installs OHIF and puppeteer-core
+#                (scripts/install-viewer.sh, from `make tools`)
 #   systemd      systemd-analyze, which verifies the systemd unit in deploy/systemd
 # Safe to run repeatedly; it does nothing when everything is present.
 set -euo pipefail
@@ -14,9 +18,14 @@ have storescu || missing+=(dcmtk)
 have dciodvfy || missing+=(dicom3tools)
 have Orthanc || missing+=(orthanc)
 have systemd-analyze || missing+=(systemd)
+have_plugin() { ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* /usr/lib/orthanc/libOrthancDicomWeb.so* >/dev/null 2>&1; }
+have_plugin || missing+=(orthanc-dicomweb)
+have chromium || missing+=(chromium)
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system packages: dcmtk, dicom3tools, orthanc and systemd are installed"
+    echo "system packages: dcmtk, dicom3tools, orthanc, orthanc-dicomweb, chromium, nodejs, npm and systemd are installed"
     exit 0
 fi
 

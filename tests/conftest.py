@@ -39,6 +39,9 @@ TOOL_PACKAGES: dict[str, str] = {
     "systemd-analyze": "systemd",
     # PostgreSQL client
     "psql": "postgresql-client",
+    # the real-viewer test (OHIF itself comes from npm: scripts/install-viewer.sh)
+    "chromium": "chromium",
+    "node": "nodejs",
 }
 
 #: Places outside PATH where Debian installs server binaries.

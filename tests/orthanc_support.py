@@ -73,6 +73,14 @@ class OrthancProcess:
     def get(self, path: str) -> Any:
         return self._request("GET", path)
 
+    def raw(self, path: str) -> bytes:
+        """The body of a GET as it is (e.g. ``/instances/{id}/file``)."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method="GET")
+        token = base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return bytes(response.read())
+
     def post(self, path: str, body: Any) -> Any:
         """POST ``body``: a str is sent as it is (e.g. to /tools/lookup), anything else as JSON."""
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()

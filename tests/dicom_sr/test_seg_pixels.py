@@ -50,7 +50,8 @@ def test_derived_attention_peaks_at_fixations_and_is_deterministic() -> None:
 
 
 def test_two_levels_are_the_half_threshold_of_the_fraction() -> None:
-    fractions = np.concatenate([np.linspace(0, 1, 1001, dtype=np.float32), np.float32([0.5, 0.4999, 0.5001])])
+    edges = np.array([0.5, 0.4999, 0.5001], dtype=np.float32)
+    fractions = np.concatenate([np.linspace(0, 1, 1001, dtype=np.float32), edges])
     expected = np.where(fractions >= 0.5, 255, 0)
     assert np.array_equal(two_levels(quantize(fractions)), expected)
     box = Box(10.5, 3.25, 30.75, 20.0)
@@ -195,6 +196,8 @@ def test_segments_overlap_is_read_from_the_pixels(exact: bool) -> None:
         ({"PixelSpacing": ["0.2", "0.25"]}, ["0.2", "0.25"]),
         ({"ImagerPixelSpacing": ["0.15", "0.15"]}, ["0.15", "0.15"]),
         ({}, ["1", "1"]),
+        ({"PixelSpacing": ["0.000", "0.000"]}, ["1", "1"]),  # the NEMA chest CR's
+        ({"PixelSpacing": ["0", "0"], "ImagerPixelSpacing": ["0.1", "0.1"]}, ["0.1", "0.1"]),
     ],
 )
 def test_plane_groups_ohif_needs(spacing: dict[str, list[str]], expected: list[str], tmp_path: Path) -> None:
