@@ -18,6 +18,7 @@ from dicom_sr.common import (
     SeriesNumbers,
 )
 from dicom_sr.encoder import encode
+from dicom_sr.sr import trajectory_step
 
 __all__ = [
     "DEFAULT_OUTPUTS",
@@ -29,4 +30,5 @@ __all__ = [
     "Predecessor",
     "SeriesNumbers",
     "encode",
+    "trajectory_step",
 ]
