@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from inference.checkpoint import CheckpointError, builtin_checkpoints, open_checkpoint
     from inference.config import GAZEX_PROMPTS, GenerationSettings, ImageSettings, Prompts
     from inference.demo import FINDING_KINDS, REPORT_STYLES, PhantomConfig, write_phantom_dataset
-    from inference.engine import Engine, InferenceError
+    from inference.engine import Engine, InferenceError, InputImageError
     from inference.geometry import CoordinateFrame, parse_frame
     from inference.onnx_export import export_cache_dir, export_onnx
     from inference.pixels import SUPPORTED_TRANSFER_SYNTAXES, PixelDataError
@@ -76,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "write_phantom_dataset": "inference.demo",
     "Engine": "inference.engine",
     "InferenceError": "inference.engine",
+    "InputImageError": "inference.engine",
     "CoordinateFrame": "inference.geometry",
     "parse_frame": "inference.geometry",
     "export_cache_dir": "inference.onnx_export",
@@ -144,6 +145,7 @@ __all__ = [
     "ImageAnalysis",
     "ImageSettings",
     "InferenceError",
+    "InputImageError",
     "LoraSettings",
     "ModelIdentity",
     "PhantomConfig",

@@ -13,7 +13,9 @@ For each job, in order:
 A kill -9 before step 4 commits leaves the job ``running`` with an expiring lease: another
 worker (or this one, restarted) claims it again and produces the same outputs with the same
 UIDs (same analysis id, same content time).  Model errors and unusable output are recorded on
-the job; after ``worker.max_attempts`` attempts the job fails and stays listed.
+the job; after ``worker.max_attempts`` attempts the job fails and stays listed.  An input error
+(an image whose pixel data cannot be decoded, ...) fails the job at once: it would fail the same
+way on every try (:func:`analysis_failure`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, INSTANCES, JOB_I
 from gateway.safelog import log_unexpected
 from gateway.spool import OutOfSpaceError, resolve_in
 from inference import Engine as AnalysisEngine
-from inference import InferenceError, StudyAnalysis
+from inference import InferenceError, InputImageError, StudyAnalysis
 
 LOGGER = logging.getLogger(__name__)
 
@@ -190,7 +192,7 @@ class Worker:
         try:
             analysis = engine.analyze(datasets)
         except InferenceError as exc:
-            raise _Failed(JobFailure(f"model error: {exc}")) from None
+            raise _Failed(analysis_failure(exc)) from None
         except Exception as exc:  # noqa: BLE001 - recorded on the job (and retried), never swallowed
             log_unexpected(LOGGER, f"job {job.id}: the model failed", exc)
             raise _Failed(JobFailure(f"model error: unexpected {type(exc).__name__} (see the log)")) from None
@@ -432,6 +434,18 @@ class Worker:
         else:
             LOGGER.error("job %d FAILED after %d attempt(s): %s", job.id, claimed.attempts, failure.reason)
         return JobResult(job.id, status, failure.reason)
+
+
+def analysis_failure(exc: InferenceError) -> JobFailure:
+    """How a job records the engine's error: an input error (the same image fails on every try) is
+    permanent and names the image; anything else is the model's, and is retried."""
+    if isinstance(exc, InputImageError):
+        detail = " ".join(str(exc).split())  # one line: the log's and `gazex jobs`' own
+        uid = exc.sop_instance_uid
+        if uid and uid not in detail:
+            detail = f"SOP instance {uid}: {detail}"
+        return JobFailure(f"input error: {detail}", permanent=True)
+    return JobFailure(f"model error: {exc}")
 
 
 def _unusable(analysis: StudyAnalysis, datasets: Sequence[Dataset]) -> str | None:

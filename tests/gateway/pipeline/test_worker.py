@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEG2000Lossless, generate_uid
 from sqlalchemy import select
 
 from gateway.pipeline.completer import Completer
@@ -129,6 +131,50 @@ def test_an_unexpected_model_exception_is_recorded_and_retried(harness: Harness,
     result = worker(harness, _CrashingEngine()).run_once()
     assert result is not None and result.status == "queued"
     assert result.reason == "model error: unexpected ZeroDivisionError (see the log)"
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real GazeX engine (tiny random checkpoint, torch): it decodes the pixels as in production."""
+    import torch
+
+    from inference import load_engine, make_tiny_checkpoint
+
+    torch.set_num_threads(1)  # a tiny model on a shared two-core machine
+    return load_engine(make_tiny_checkpoint(tmp_path_factory.mktemp("worker") / "gazex-tiny"), device="cpu")
+
+
+def undecodable_jpeg2000(template: Dataset, study: str) -> Dataset:
+    """``template`` as JPEG 2000 whose one fragment is garbage: no decoder can read it, ever."""
+    dataset = make_image(template, study)
+    dataset.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    dataset.PixelData = encapsulate([b"\x00 not a JPEG 2000 codestream " * 8])
+    dataset["PixelData"].VR = "OB"
+    return dataset
+
+
+def test_undecodable_pixel_data_fails_at_once_as_an_input_error_logged_once_without_a_traceback(
+    harness: Harness, template: Dataset, tiny_engine: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    study = generate_uid()
+    image = undecodable_jpeg2000(template, study)
+    harness.receive(image)
+    harness.clock.advance(10)
+    [done] = Completer(harness.engine, harness.settings, harness.clock).check()
+    assert done.job_id is not None
+    caplog.set_level(logging.DEBUG)
+    result = worker(harness, tiny_engine).run_once()
+    uid = str(image.SOPInstanceUID)
+    assert result is not None and result.status == "failed"
+    assert (result.reason or "").startswith(f"input error: SOP instance {uid}: cannot decode the pixel data (JPEG 2000")
+    job = job_row(harness, done.job_id)
+    assert (job.status, job.attempts, job.last_error) == ("failed", 1, result.reason)
+    harness.clock.advance(3600)
+    assert worker(harness, tiny_engine).run_once() is None  # not retried
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    failed = f"job {done.job_id} FAILED after 1 attempt(s): {result.reason}"
+    assert [record.getMessage() for record in errors] == [failed]
+    assert all(record.exc_info is None and "Traceback" not in record.getMessage() for record in caplog.records)
 
 
 def test_a_missing_spool_file_fails_the_job_and_says_what_to_do(harness: Harness, template: Dataset) -> None:
