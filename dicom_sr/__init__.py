@@ -18,9 +18,11 @@ from dicom_sr.common import (
     SeriesNumbers,
 )
 from dicom_sr.encoder import encode
+from dicom_sr.uids import MAX_UID_ROOT_LENGTH, check_uid_root
 
 __all__ = [
     "DEFAULT_OUTPUTS",
+    "MAX_UID_ROOT_LENGTH",
     "OUTPUT_KINDS",
     "SERIES_DESCRIPTIONS",
     "EncodeError",
@@ -28,5 +30,6 @@ __all__ = [
     "InstanceReference",
     "Predecessor",
     "SeriesNumbers",
+    "check_uid_root",
     "encode",
 ]

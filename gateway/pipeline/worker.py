@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import dicom_sr
 from gateway.config import Settings
+from gateway.db import installation_id
 from gateway.pipeline import states
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.leases import Claim, Heartbeat, LeaseLost, claim, held
@@ -95,7 +96,7 @@ class Worker:
         self._clock = clock
         self.name = name or worker_name()
         self._on_outputs = on_outputs
-        self._encode_settings = encode_settings
+        self._encode_settings = encode_settings  # None: built from the database on first use
 
     # -- loops ------------------------------------------------------------------------------
     def run_once(self) -> JobResult | None:
@@ -211,7 +212,7 @@ class Worker:
                 job.outputs.split(","),
                 analysis_id=job.analysis_id,
                 content_datetime=created,
-                settings=self._encode_settings,
+                settings=self._encoding(),
                 predecessor=predecessor,
             )
         except dicom_sr.EncodeError as exc:
@@ -225,6 +226,11 @@ class Worker:
         except OSError as exc:
             raise _Failed(JobFailure(f"writing the outbox failed: {exc.strerror or exc}")) from None
         return analysis, files, predecessor_id
+
+    def _encoding(self) -> dicom_sr.EncodeSettings:
+        if self._encode_settings is None:
+            self._encode_settings = encode_settings(self._db, self._settings)
+        return self._encode_settings
 
     def _load_sources(self, job: Any) -> list[Dataset]:
         with self._db.connect() as connection:
@@ -434,6 +440,12 @@ class Worker:
         else:
             LOGGER.error("job %d FAILED after %d attempt(s): %s", job.id, claimed.attempts, failure.reason)
         return JobResult(job.id, status, failure.reason)
+
+
+def encode_settings(db: Engine, settings: Settings) -> dicom_sr.EncodeSettings:
+    """How this installation encodes: its installation id (kept in the database) and the site's UID
+    root go into every output UID; the Device Serial Number is the installation id."""
+    return dicom_sr.EncodeSettings(installation_id=installation_id(db), uid_root=settings.dicom.uid_root)
 
 
 def analysis_failure(exc: InferenceError) -> JobFailure:

@@ -12,9 +12,10 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, generate_uid
+from pydicom.uid import UID, JPEG2000Lossless, generate_uid
 from sqlalchemy import select
 
+from gateway.db import installation_id
 from gateway.pipeline.completer import Completer
 from gateway.pipeline.leases import claim
 from gateway.pipeline.model import ModelHolder
@@ -284,3 +285,48 @@ def test_a_bug_in_the_gateway_is_recorded_on_the_job_and_the_worker_goes_on(
     result = worker(harness).run_once()
     assert result is not None and result.status == "queued"
     assert result.reason == "unexpected KeyError in the gateway (see the log)"
+
+
+def test_two_installations_give_the_same_study_different_uids_and_each_repeats_its_own(
+    tmp_path: Path, template: Dataset
+) -> None:
+    """Two fresh databases (two sites, or one database rebuilt) analyse the very same instance."""
+    image = make_image(template, generate_uid())
+    uids: dict[str, set[str]] = {}
+    for site in ("a", "b"):
+        harness = Harness.create(tmp_path / site)
+        try:
+            harness.receive(image)
+            harness.clock.advance(10)
+            [done] = Completer(harness.engine, harness.settings, harness.clock).check()
+            assert done.job_id is not None
+            result = worker(harness).run_once()
+            assert result is not None and result.status == "done"
+            rows = harness.rows("SELECT sop_instance_uid, series_instance_uid, file_path FROM outputs")
+            uids[site] = {row.sop_instance_uid for row in rows} | {row.series_instance_uid for row in rows}
+            installation = installation_id(harness.engine)
+            assert installation == installation_id(harness.engine)  # kept, not made again
+            for row in rows:
+                written = pydicom.dcmread(harness.settings.storage.outbox_path / row.file_path)
+                assert written.DeviceSerialNumber == installation != "0"
+            # the same analysis encoded again on this installation: the same UIDs
+            _, files, _ = worker(harness)._produce(job_row(harness, done.job_id), FakeEngine())
+            assert {file.sop_instance_uid for file in files} == {row.sop_instance_uid for row in rows}
+        finally:
+            harness.close()
+    assert not uids["a"] & uids["b"]
+
+
+def test_a_configured_uid_root_prefixes_every_output_uid(tmp_path: Path, template: Dataset) -> None:
+    root = "1.2.826.0.1.3680043.10.999"
+    harness = Harness.create(tmp_path, dicom={"uid_root": root})
+    try:
+        queue_study(harness, template)
+        result = worker(harness).run_once()
+        assert result is not None and result.status == "done"
+        rows = harness.rows("SELECT sop_instance_uid, series_instance_uid FROM outputs")
+        assert len(rows) == 3
+        for uid in [row.sop_instance_uid for row in rows] + [row.series_instance_uid for row in rows]:
+            assert uid.startswith(root + ".") and len(uid) <= 64 and UID(uid).is_valid
+    finally:
+        harness.close()
