@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from inference.backends import AVAILABLE_BACKENDS, BackendOptions
-    from inference.checkpoint import CheckpointError, builtin_checkpoints, open_checkpoint
+    from inference.checkpoint import CheckpointError, builtin_checkpoints, is_demo_checkpoint, open_checkpoint
     from inference.config import GAZEX_PROMPTS, GenerationSettings, ImageSettings, Prompts
     from inference.demo import FINDING_KINDS, REPORT_STYLES, PhantomConfig, write_phantom_dataset
     from inference.engine import Engine, InferenceError, InputImageError
@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "BackendOptions": "inference.backends",
     "CheckpointError": "inference.checkpoint",
     "builtin_checkpoints": "inference.checkpoint",
+    "is_demo_checkpoint": "inference.checkpoint",
     "open_checkpoint": "inference.checkpoint",
     "GAZEX_PROMPTS": "inference.config",
     "GenerationSettings": "inference.config",
@@ -167,6 +168,7 @@ __all__ = [
     "evaluate_checkpoint",
     "export_cache_dir",
     "export_onnx",
+    "is_demo_checkpoint",
     "load_engine",
     "make_tiny_checkpoint",
     "open_checkpoint",

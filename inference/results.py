@@ -189,13 +189,18 @@ class ImageAnalysis:
 
 @dataclass(frozen=True, slots=True)
 class ModelIdentity:
-    """Which model produced an analysis; recorded in every output and in job keys."""
+    """Which model produced an analysis; recorded in every output and in job keys.
+
+    ``demo``: demo weights, not for clinical use (the checkpoint's ``gazex.json`` says so, or it is
+    the bundled ``gazex-demo``); outputs must say so where a reader sees them.
+    """
 
     name: str
     version: str
     checkpoint_sha256: str
     backend: str
     manufacturer: str
+    demo: bool = False
 
 
 @dataclass(frozen=True)
