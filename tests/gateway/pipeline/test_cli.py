@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -130,11 +131,17 @@ def test_commands_refuse_a_database_that_is_not_migrated(tmp_path: Path, capsys:
 def test_serve_and_worker_refuse_the_demo_model_unless_allowed_and_say_what_to_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    errors: dict[str, str] = {}
     path = tmp_path / "gazex.yaml"  # the defaults: model.path is the bundled demo model
-    path.write_text(f"storage:\n  data_dir: {tmp_path / 'data'}\ndicom:\n  host: 127.0.0.1\n", encoding="utf-8")
-    for command in ("serve", "worker"):
-        assert main([command, "--config", str(path)]) == 2
-        err = capsys.readouterr().err
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # so that a serve that does not refuse cannot listen
+        port = taken.getsockname()[1]
+        path.write_text(
+            f"storage:\n  data_dir: {tmp_path / 'data'}\ndicom:\n  host: 127.0.0.1\n  port: {port}\n", encoding="utf-8"
+        )
+        for command in ("serve", "worker"):
+            assert main([command, "--config", str(path)]) == 2
+            errors[command] = capsys.readouterr().err
+    for err in errors.values():
         assert "model.path 'builtin:gazex-demo' is a demo model" in err, err
         assert "not for clinical use" in err
         assert "Set model.path to your GazeX checkpoint" in err
