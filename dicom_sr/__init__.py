@@ -19,9 +19,11 @@ from dicom_sr.common import (
 )
 from dicom_sr.encoder import encode
 from dicom_sr.sr import trajectory_step
+from dicom_sr.uids import MAX_UID_ROOT_LENGTH, check_uid_root
 
 __all__ = [
     "DEFAULT_OUTPUTS",
+    "MAX_UID_ROOT_LENGTH",
     "OUTPUT_KINDS",
     "SERIES_DESCRIPTIONS",
     "EncodeError",
@@ -29,6 +31,7 @@ __all__ = [
     "InstanceReference",
     "Predecessor",
     "SeriesNumbers",
+    "check_uid_root",
     "encode",
     "trajectory_step",
 ]

@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes as dcm_codes
 
 from dicom_sr import codes
-from dicom_sr.uids import UidFactory, model_device_uid
+from dicom_sr.uids import UidFactory, check_uid_root
 from inference.results import Box, Finding, Fixation, ImageAnalysis, ModelIdentity, StudyAnalysis
 
 
@@ -34,6 +34,10 @@ def _package_version() -> str:
         return metadata.version("gazex-gateway")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0+unknown"
+
+
+#: Device Serial Number of outputs encoded without an installation id (a library caller's).
+UNREGISTERED_SERIAL_NUMBER = "unregistered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +53,34 @@ class SeriesNumbers:
 
 @dataclass(frozen=True, slots=True)
 class EncodeSettings:
-    """Who we are in the outputs (General Equipment) and how series are numbered."""
+    """Who we are in the outputs (General Equipment), how series are numbered, and how UIDs are made.
+
+    ``installation_id`` (the gateway's, generated once and kept in its database) goes into every
+    UID's derivation, so two installations never issue the same UID; ``uid_root`` is a site's
+    own UID root (checked by :func:`dicom_sr.uids.check_uid_root`), else UIDs are ``2.25.<n>``.
+    An empty ``device_serial_number`` becomes the installation id (or ``unregistered`` without one).
+    """
 
     manufacturer: str = "GazeX Gateway project"
     model_name: str = "GazeX Gateway"
     software_version: str = field(default_factory=_package_version)
-    device_serial_number: str = "0"
+    device_serial_number: str = ""
     institution_name: str | None = None
     institutional_department_name: str | None = None
     series_numbers: SeriesNumbers = field(default_factory=SeriesNumbers)
+    installation_id: str = ""
+    uid_root: str | None = None
     #: The SEG's pixel values: False (default) stores every segment as two levels, 0 or the
     #: maximum (a box covering at least half a pixel; attention at least half its peak), which
     #: OHIF v3 loads; True stores the exact fractions (box edge coverage, the attention density),
     #: which OHIF 3.13 refuses ("Fractional segmentations are not yet supported").
     seg_exact_fractions: bool = False
+
+    def __post_init__(self) -> None:
+        if self.uid_root:
+            check_uid_root(self.uid_root)
+        if not self.device_serial_number:
+            object.__setattr__(self, "device_serial_number", self.installation_id or UNREGISTERED_SERIAL_NUMBER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +370,7 @@ class EncodeContext:
 
     @property
     def device_uid(self) -> str:
-        return model_device_uid(self.model)
+        return self.uids.device_uid(self.model)
 
     def text(self, value: str, *, max_length: int | None = None, single_line: bool = False) -> str:
         return encodable_text(value, self.encodings, max_length=max_length, single_line=single_line)
@@ -404,7 +422,7 @@ class EncodeContext:
             manufacturer=lo(settings.manufacturer) or "",
             model_name=lo(settings.model_name) or "",
             software_version=lo(settings.software_version) or "",
-            serial_number=lo(settings.device_serial_number) or "0",
+            serial_number=lo(settings.device_serial_number) or UNREGISTERED_SERIAL_NUMBER,
             institution_name=lo(settings.institution_name),
             department_name=lo(settings.institutional_department_name) if settings.institution_name else None,
         )

@@ -280,7 +280,12 @@ def prepare(
     _check_analysis(analysis, by_uid)
     _check_predecessor(analysis, analysis_id, predecessor)
     uids = UidFactory(
-        analysis.study_instance_uid, (image.sop_instance_uid for image in analysis.images), analysis.model, analysis_id
+        analysis.study_instance_uid,
+        (image.sop_instance_uid for image in analysis.images),
+        analysis.model,
+        analysis_id,
+        installation_id=settings.installation_id,
+        root=settings.uid_root,
     )
     images: list[ImageWork] = []
     next_finding = next_statement = 1

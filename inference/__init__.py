@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from inference.backends import AVAILABLE_BACKENDS, BackendOptions
-    from inference.checkpoint import CheckpointError, builtin_checkpoints, open_checkpoint
+    from inference.checkpoint import CheckpointError, builtin_checkpoints, is_demo_checkpoint, open_checkpoint
     from inference.config import GAZEX_PROMPTS, GenerationSettings, ImageSettings, Prompts
     from inference.demo import FINDING_KINDS, REPORT_STYLES, PhantomConfig, write_phantom_dataset
-    from inference.engine import Engine, InferenceError
+    from inference.engine import Engine, InferenceError, InputImageError
     from inference.geometry import CoordinateFrame, parse_frame
     from inference.onnx_export import export_cache_dir, export_onnx
     from inference.pixels import SUPPORTED_TRANSFER_SYNTAXES, PixelDataError
@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "BackendOptions": "inference.backends",
     "CheckpointError": "inference.checkpoint",
     "builtin_checkpoints": "inference.checkpoint",
+    "is_demo_checkpoint": "inference.checkpoint",
     "open_checkpoint": "inference.checkpoint",
     "GAZEX_PROMPTS": "inference.config",
     "GenerationSettings": "inference.config",
@@ -77,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "write_phantom_dataset": "inference.demo",
     "Engine": "inference.engine",
     "InferenceError": "inference.engine",
+    "InputImageError": "inference.engine",
     "CoordinateFrame": "inference.geometry",
     "parse_frame": "inference.geometry",
     "export_cache_dir": "inference.onnx_export",
@@ -147,6 +149,7 @@ __all__ = [
     "ImageAnalysis",
     "ImageSettings",
     "InferenceError",
+    "InputImageError",
     "LoraSettings",
     "ModelIdentity",
     "PhantomConfig",
@@ -168,6 +171,7 @@ __all__ = [
     "evaluate_checkpoint",
     "export_cache_dir",
     "export_onnx",
+    "is_demo_checkpoint",
     "load_engine",
     "make_tiny_checkpoint",
     "open_checkpoint",

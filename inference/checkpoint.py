@@ -245,6 +245,20 @@ def _token_spec(directory: Path, tokenizer: Tokenizer) -> TokenSpec:
     )
 
 
+def is_demo_checkpoint(path_or_builtin: str | Path) -> bool:
+    """Whether the checkpoint holds demo weights, not for clinical use (:attr:`GazexConfig.is_demo`).
+
+    Reads ``gazex.json`` only (no weights), so a caller can refuse a demo model before loading it;
+    raises :class:`CheckpointError` when that file is missing or invalid.
+    """
+    directory = resolve_checkpoint_path(path_or_builtin)
+    document = _read_json(directory / "gazex.json", "gazex.json (prompts, coordinate frame, generation settings)")
+    try:
+        return parse_gazex_config(document).is_demo
+    except GazexConfigError as exc:
+        raise CheckpointError(f"{directory / 'gazex.json'}: {exc}") from exc
+
+
 def open_checkpoint(path_or_builtin: str | Path, gazex: GazexConfig | None = None) -> Checkpoint:
     """Find and validate a checkpoint; raises :class:`CheckpointError` with what to fix.
 

@@ -17,6 +17,11 @@ An example (the values GazeX itself uses)::
 divided by F) or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and
 height).  ``metadata`` is an optional free-form object (training provenance, metrics); every
 other key is checked, and an unknown key is an error, so a typo never passes silently.
+
+``"demo": true`` (optional, default false) marks demo weights that are not for clinical use:
+``gazex serve`` refuses them unless ``model.allow_demo`` is set.  A checkpoint named
+``gazex-demo`` (the bundled demo model, whatever retrain wrote its ``gazex.json``) is one too
+(:attr:`GazexConfig.is_demo`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_EXAMINE_PROMPT, SENT
 
 FORMAT_NAME = "gazex-checkpoint"
 FORMAT_VERSION = 1
+
+#: The bundled demo model's name (``builtin:gazex-demo``): a demo checkpoint by name.
+DEMO_MODEL_NAME = "gazex-demo"
 
 #: The most tokens one answer may be given; guards against a typo such as 5120000.
 MAX_TOKEN_BUDGET = 32768
@@ -90,6 +98,12 @@ class GazexConfig:
     generation: GenerationSettings
     image: ImageSettings
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    demo: bool = False
+
+    @property
+    def is_demo(self) -> bool:
+        """Demo weights, not for clinical use: ``"demo": true``, or the bundled demo model's name."""
+        return self.demo or self.name == DEMO_MODEL_NAME
 
     def to_json(self) -> dict[str, Any]:
         """The ``gazex.json`` document for this configuration."""
@@ -109,6 +123,8 @@ class GazexConfig:
             },
             "image": {"min_pixels": self.image.min_pixels, "max_pixels": self.image.max_pixels},
         }
+        if self.demo:
+            document["demo"] = True
         if self.metadata:
             document["metadata"] = dict(self.metadata)
         return document
@@ -125,6 +141,7 @@ _TOP_KEYS = {
     "coordinates",
     "generation",
     "image",
+    "demo",
     "metadata",
 }
 
@@ -237,6 +254,9 @@ def parse_gazex_config(document: Any) -> GazexConfig:
     description = top.get("description", "")
     if not isinstance(description, str):
         raise GazexConfigError(f"gazex.json description must be a string, got {description!r}")
+    demo = top.get("demo", False)
+    if not isinstance(demo, bool):
+        raise GazexConfigError(f"gazex.json demo must be true or false, got {demo!r}")
 
     return GazexConfig(
         name=_text(top, "name", "gazex.json"),
@@ -248,4 +268,5 @@ def parse_gazex_config(document: Any) -> GazexConfig:
         generation=generation,
         image=ImageSettings(min_pixels=min_pixels, max_pixels=max_pixels),
         metadata=metadata,
+        demo=demo,
     )

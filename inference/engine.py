@@ -14,6 +14,18 @@ class InferenceError(Exception):
     """The model could not analyse a study (bad pixels, backend failure, ...)."""
 
 
+class InputImageError(InferenceError):
+    """An input image cannot be analysed, however often it is tried (undecodable pixel data, not an image, ...).
+
+    Not the model's fault and not transient: a caller should not retry it.  ``sop_instance_uid``
+    names the image (None when the image has none).
+    """
+
+    def __init__(self, message: str, sop_instance_uid: str | None = None) -> None:
+        super().__init__(message)
+        self.sop_instance_uid = sop_instance_uid
+
+
 @runtime_checkable
 class Engine(Protocol):
     """Anything that turns the images of one study into a :class:`StudyAnalysis`."""

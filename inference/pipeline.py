@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 
 from inference.checkpoint import Checkpoint
+from inference.engine import InputImageError
 from inference.generation import GenerationBackend, GenerationRequest
 from inference.geometry import ImageGeometry
 from inference.labeller import label_sentence
@@ -148,7 +149,15 @@ class GazexPipeline:
     def model_image(self, dataset: Dataset) -> tuple[ModelImage, tuple[str, ...]]:
         """Frame 1 of ``dataset`` as the model sees it, and notes on how it was made."""
         display = display_image(dataset)
-        image = prepare_model_image(display.pixels, self.checkpoint.processing, self.checkpoint.gazex.coordinates)
+        try:
+            image = prepare_model_image(display.pixels, self.checkpoint.processing, self.checkpoint.gazex.coordinates)
+        except ValueError as exc:  # the image's shape (an aspect ratio over 200): the same on every try
+            uid = str(dataset.get("SOPInstanceUID", "")) or None
+            raise InputImageError(
+                f"SOP instance {uid or '(no SOPInstanceUID)'}: the {display.rows} x {display.columns} image cannot be "
+                f"resized for the model: {exc}",
+                uid,
+            ) from exc
         return image, display.notes
 
     def examine(self, image: ModelImage) -> tuple[str, list[str], tuple[str, ...]]:

@@ -44,7 +44,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from inference.engine import InferenceError
+from inference.engine import InputImageError
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +73,28 @@ SUPPORTED_TRANSFER_SYNTAXES: tuple[UID, ...] = (
 ROBUST_PERCENTILES = (0.5, 99.5)
 
 
-class PixelDataError(InferenceError):
-    """The pixel data cannot be turned into an image for the model; the message says why."""
+class PixelDataError(InputImageError):
+    """The pixel data cannot be turned into an image for the model; the message says why.
+
+    An input error: the same data fails the same way on every try.
+    """
+
+
+class _PluginFailuresAtDebug(logging.Filter):
+    """pydicom logs each decoding plugin's failure with its traceback at ERROR before it raises one
+    error naming every plugin's message; that error is ours to report (once, without a traceback),
+    so those per-plugin records are kept at DEBUG, without their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info and record.funcName == "_decode_frame":
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_DECODER_LOGGER = "pydicom.pixels.decoders.base"
+if not any(isinstance(f, _PluginFailuresAtDebug) for f in logging.getLogger(_DECODER_LOGGER).filters):
+    logging.getLogger(_DECODER_LOGGER).addFilter(_PluginFailuresAtDebug())
 
 
 @dataclass(frozen=True)
@@ -208,8 +228,20 @@ def _decode_first_frame(ds: Dataset, where: str) -> npt.NDArray[np.generic]:
 
 
 def display_image(ds: Dataset) -> DisplayImage:
-    """The display image of frame 1 of ``ds``; raises :class:`PixelDataError` when impossible."""
-    where = f"SOP instance {ds.get('SOPInstanceUID', '(no SOPInstanceUID)')}"
+    """The display image of frame 1 of ``ds``; raises :class:`PixelDataError` when impossible.
+
+    The error carries the image's SOP Instance UID (``sop_instance_uid``) and names it in its message.
+    """
+    uid = ds.get("SOPInstanceUID")
+    try:
+        return _display_image(ds, f"SOP instance {uid if uid else '(no SOPInstanceUID)'}")
+    except PixelDataError as exc:
+        if exc.sop_instance_uid is None and uid:
+            exc.sop_instance_uid = str(uid)
+        raise
+
+
+def _display_image(ds: Dataset, where: str) -> DisplayImage:
     if "PixelData" not in ds:
         raise PixelDataError(f"{where}: the dataset has no Pixel Data, so it is not an image")
     notes: list[str] = []

@@ -197,7 +197,11 @@ class ImageAnalysis:
 
 @dataclass(frozen=True, slots=True)
 class ModelIdentity:
-    """Which model produced an analysis; recorded in every output and in job keys."""
+    """Which model produced an analysis; recorded in every output and in job keys.
+
+    ``demo``: demo weights, not for clinical use (the checkpoint's ``gazex.json`` says so, or it is
+    the bundled ``gazex-demo``); outputs must say so where a reader sees them.
+    """
 
     name: str
     version: str

@@ -43,6 +43,7 @@ class GazexEngine:
             checkpoint_sha256=checkpoint.weights_sha256,
             backend=backend.name,
             manufacturer=checkpoint.gazex.manufacturer,
+            demo=checkpoint.gazex.is_demo,
         )
 
     @property

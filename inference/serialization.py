@@ -48,13 +48,14 @@ def image_analysis_to_dict(image: ImageAnalysis) -> dict[str, Any]:
     }
 
 
-def model_identity_to_dict(identity: ModelIdentity) -> dict[str, str]:
+def model_identity_to_dict(identity: ModelIdentity) -> dict[str, str | bool]:
     return {
         "name": identity.name,
         "version": identity.version,
         "checkpoint_sha256": identity.checkpoint_sha256,
         "backend": identity.backend,
         "manufacturer": identity.manufacturer,
+        "demo": identity.demo,
     }
 
 

@@ -189,6 +189,7 @@ def serve_config(data_dir: Path, port: int, **sections: dict[str, Any]) -> dict[
     values: dict[str, Any] = {
         "dicom": {"host": "127.0.0.1", "port": port, "shutdown_grace_seconds": 5},
         "storage": {"data_dir": str(data_dir), "min_free_disk": "1MB"},
+        "model": {"allow_demo": True},  # the default model is the bundled demo one; these tests are not about it
     }
     for section, overrides in sections.items():
         values[section] = {**values.get(section, {}), **overrides}
@@ -196,8 +197,11 @@ def serve_config(data_dir: Path, port: int, **sections: dict[str, Any]) -> dict[
 
 
 def clean_environment() -> dict[str, str]:
-    """This process's environment without GAZEX_<SECTION>__ settings (tests pass their own)."""
-    return {key: value for key, value in os.environ.items() if not (key.startswith("GAZEX_") and "__" in key)}
+    """This process's environment without GAZEX_<SECTION>__<KEY> or GAZEX_<SECTION> settings (tests pass their own)."""
+    from gateway.config.loading import settings_variables
+
+    settings = settings_variables(os.environ)
+    return {key: value for key, value in os.environ.items() if key not in settings}
 
 
 @dataclass

@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 "checkpoint_sha256": identity.checkpoint_sha256,
                 "backend": identity.backend,
                 "manufacturer": identity.manufacturer,
+                "demo": identity.demo,
             },
             "studies": [report_to_dict(r) for r in reports],
         }

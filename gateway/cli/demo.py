@@ -105,7 +105,8 @@ def demo_settings(out: Path, port: int, archive_port: int, model: str, device: s
             overrides={
                 "dicom": {"host": "127.0.0.1", "port": port, "shutdown_grace_seconds": 5},
                 "storage": {"data_dir": str(out / "var"), "min_free_disk": "10MB"},
-                "model": {"path": model, "device": device},
+                # the demo is where the demo model belongs (its own archive, its own phantoms)
+                "model": {"path": model, "device": device, "allow_demo": True},
                 "destinations": {"archive": {"ae_title": "DEMOARCHIVE", "host": "127.0.0.1", "port": archive_port}},
                 "completion": {"quiet_seconds": 1, "check_interval_seconds": 0.25},
                 "delivery": {"base_delay_seconds": 1, "max_delay_seconds": 5, "poll_seconds": 0.25},

@@ -15,6 +15,7 @@ from gateway.cli._settings import add_config_argument, settings_from
 from gateway.cli.worker import end_process, quiet_libraries
 from gateway.db import DatabaseError
 from gateway.dicom.tls import TLSConfigError
+from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
 from gateway.runtime import GatewayRuntime
 from gateway.spool import SpoolError
 
@@ -49,6 +50,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, _overrides(args))
+    try:
+        check_demo_allowed(settings.model)  # before anything listens: a PACS must not get demo output
+    except ModelUnavailable as exc:
+        raise CommandError(str(exc)) from None
     # pydicom must never warn about values on the receive path: its warnings can quote PHI
     pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
     quiet_libraries()

@@ -19,7 +19,7 @@ from pydicom import config as pydicom_config
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
 from gateway.db import DatabaseError, create_database_engine, describe, require_current, upgrade
-from gateway.pipeline.model import ModelUnavailable
+from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
 from gateway.pipeline.service import Pipeline
 
 LOGGER = logging.getLogger("gateway.worker")
@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency is not None:
         overrides["worker"] = {"concurrency": args.concurrency}
     settings = settings_from(args, overrides)
+    try:
+        check_demo_allowed(settings.model)
+    except ModelUnavailable as exc:
+        raise CommandError(str(exc)) from None
     if settings.database_url.startswith("sqlite"):
         raise CommandError(
             "gazex worker needs PostgreSQL (database.url): with SQLite the one worker process is gazex serve "

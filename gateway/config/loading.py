@@ -7,6 +7,7 @@ is reported at once, each naming the key, the value, where it came from and what
 
 from __future__ import annotations
 
+import json
 import os
 import types
 import typing
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from pydantic_settings import EnvSettingsSource
+from pydantic_settings import EnvSettingsSource, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
 from gateway.config.settings import Settings
@@ -42,7 +43,9 @@ def load_settings(
     layers: list[tuple[str, dict[str, Any]]] = []
     if config_file is not None:
         layers.append((str(config_file), read_config_file(config_file)))
-    env_values = environment_values(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    env_values = environment_values(environ)
+    variables = frozenset(key.upper() for key in settings_variables(environ))
     if env_values:
         layers.append(("environment", env_values))
     if overrides:
@@ -53,7 +56,7 @@ def load_settings(
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, layers, config_file)) from None
+        raise ConfigError(format_errors(exc, layers, config_file, variables)) from None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -85,20 +88,38 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The nested values that ``GAZEX_<SECTION>__<KEY>`` variables set (parsed by pydantic-settings).
-
-    Only variables with a section (a double underscore) count, so unrelated ``GAZEX_*``
-    variables (for example the test suite's) are not mistaken for settings.
+def settings_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables that are settings: ``GAZEX_<SECTION>__<KEY>`` (any section name, so that a
+    misspelt one is reported) and ``GAZEX_<SECTION>`` for a section that exists (a JSON mapping
+    of the whole section).  Other ``GAZEX_*`` variables (``GAZEX_CONFIG``, the test suite's) are not settings.
     """
-    relevant = {
-        key: value
-        for key, value in environ.items()
-        if key.upper().startswith(ENV_PREFIX) and ENV_DELIMITER in key[len(ENV_PREFIX) :]
-    }
+    relevant = {}
+    for key, value in environ.items():
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        rest = key[len(ENV_PREFIX) :]
+        if ENV_DELIMITER in rest or rest.lower() in Settings.model_fields:
+            relevant[key] = value
+    return relevant
+
+
+def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The nested values that ``GAZEX_<SECTION>__<KEY>`` and ``GAZEX_<SECTION>`` variables set
+    (parsed by pydantic-settings); raises :class:`ConfigError` for one that cannot be applied."""
+    relevant = settings_variables(environ)
     if not relevant:
         return {}
-    values: dict[str, Any] = _EnvironmentSource(relevant)()
+    problems = [
+        problem
+        for key, value in sorted(relevant.items())
+        if ENV_DELIMITER not in key[len(ENV_PREFIX) :] and (problem := _whole_section_problem(key, value))
+    ]
+    if problems:
+        raise ConfigError("environment: " + "; ".join(problems))
+    try:
+        values: dict[str, Any] = _EnvironmentSource(relevant)()
+    except SettingsError as exc:  # pragma: no cover - the checks above catch what pydantic-settings refuses
+        raise ConfigError(f"environment: {exc}") from None
     unknown = sorted(
         key
         for key in relevant
@@ -112,6 +133,37 @@ def environment_values(environ: Mapping[str, str]) -> dict[str, Any]:
             )
         )
     return values
+
+
+_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _whole_section_problem(key: str, value: str) -> str | None:
+    """Why ``GAZEX_<SECTION>=value`` cannot set its section (it takes a JSON mapping), or None."""
+    section = key[len(ENV_PREFIX) :].upper()
+    example = f"{ENV_PREFIX}{section}__<KEY>=value"
+    if section == "DESTINATIONS":
+        example = (
+            f"""{key}='{{"archive": {{"ae_title": "ARCHIVE", "host": "pacs.example", "port": 104}}}}' """
+            f"or {ENV_PREFIX}DESTINATIONS__ARCHIVE__HOST=pacs.example (and __AE_TITLE, __PORT)"
+        )
+    if not value.strip():
+        return (
+            f"{key} is set but empty, so it sets nothing; give the section as a JSON mapping, or unset it ({example})"
+        )
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return (
+            f"{key} = {_short(value)} is not JSON; it sets the whole {section.lower()} section as a JSON mapping "
+            f"({example})"
+        )
+    if not isinstance(parsed, dict):
+        return (
+            f"{key} = {_short(value)} is a JSON {_JSON_KINDS.get(type(parsed), 'value')}, not a mapping, "
+            f"so it sets nothing; give the {section.lower()} section as a JSON mapping ({example})"
+        )
+    return None
 
 
 class _EnvironmentSource(EnvSettingsSource):
@@ -142,20 +194,32 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def format_errors(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]], config_file: Path | None) -> str:
-    """One line per problem: the key, the value, where it was set, what is wrong and what is allowed."""
+def format_errors(
+    exc: ValidationError,
+    layers: list[tuple[str, dict[str, Any]]],
+    config_file: Path | None,
+    variables: frozenset[str] = frozenset(),
+) -> str:
+    """One line per problem: the key, the value, where it was set, what is wrong and what is allowed.
+
+    ``variables`` are the settings variables set (upper case), to name the one that set a value.
+    """
     where = f" ({config_file})" if config_file is not None else ""
     lines = [f"invalid configuration{where}:"]
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         key = _dotted(loc)
-        origin = _origin(loc, layers)
+        origin = _origin(loc, layers, variables)
         if error["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             lines.append(
                 f"  - {key}: unknown key (set {origin} to {_short(error['input'])}); "
                 f"allowed keys here: {', '.join(allowed)}"
             )
+            continue
+        if error["type"] == "missing" and len(loc) > 1:
+            parent = _dotted(loc[:-1])
+            lines.append(f"  - {key}: required, not set ({parent} is set {_origin(loc[:-1], layers, variables)})")
             continue
         message = str(error["msg"]).removeprefix("Value error, ")
         value = error.get("input")
@@ -181,7 +245,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _origin(loc: tuple[Any, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
+def _origin(loc: tuple[Any, ...], layers: list[tuple[str, dict[str, Any]]], variables: frozenset[str]) -> str:
     """Which layer set the value at ``loc`` (the highest-priority one that has it)."""
     for name, values in reversed(layers):
         node: Any = values
@@ -202,7 +266,12 @@ def _origin(loc: tuple[Any, ...], layers: list[tuple[str, dict[str, Any]]]) -> s
         if depth == 0 or (depth < len(loc) and isinstance(node, Mapping)):
             continue  # this layer does not hold the value
         if name == "environment":
-            return "by environment variable " + ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in variable)
+            names = [
+                ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in variable[:n])
+                for n in range(len(variable), 0, -1)
+            ]
+            below = sorted(v for v in variables if v.startswith(names[0] + ENV_DELIMITER))  # set key by key
+            return "by environment variable " + next((n for n in names if n in variables), ", ".join(below) or names[0])
         if name == "command line":
             return "on the command line"
         return f"in {name}"

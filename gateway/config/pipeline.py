@@ -65,6 +65,11 @@ class ModelSettings(Section):
         description="a GazeX checkpoint directory or builtin:NAME; 'fake' (tests and benchmarks only) "
         "uses the fixed-answer FakeEngine, 'fake:seconds=S' one that takes S seconds per study",
     )
+    allow_demo: bool = Field(
+        default=False,
+        description='run a demo checkpoint (the bundled builtin:gazex-demo, or gazex.json "demo": true), which '
+        "writes nonsense on real radiographs; false: gazex serve and gazex worker refuse it",
+    )
     backend: str = Field(default="torch", description="torch, onnx, tensorrt, triton (hf-generate: comparisons only)")
     fallback: list[str] = Field(
         default_factory=list, description="backends tried in order when backend cannot be set up; empty: none"

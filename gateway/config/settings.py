@@ -74,6 +74,14 @@ def _caller_host(value: str | None) -> str | None:
     return text
 
 
+def _uid_root(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from dicom_sr import check_uid_root  # here: loading settings must not import highdicom
+
+    return check_uid_root(value.strip())
+
+
 def _max_pdu_size(value: int) -> int:
     if value != 0 and not 4096 <= value <= 2**32 - 1:
         raise ValueError(f"max_pdu_size must be 0 (no limit) or from 4096 to {2**32 - 1}")
@@ -168,6 +176,11 @@ class DicomSettings(Section):
         default_factory=lambda: [DEFAULT_AE_TITLE],
         min_length=1,
         description="our AE title(s); the first is the main one",
+    )
+    uid_root: Annotated[str | None, AfterValidator(_uid_root)] = Field(
+        default=None,
+        description="the site's own UID root for the UIDs of our outputs (<root>.<digits>, at most 64 "
+        "characters); null: 2.25.<UUID-derived> UIDs",
     )
     host: str = Field(default="0.0.0.0", description="address to listen on")  # noqa: S104 - a DICOM node listens
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="TCP port to listen on")

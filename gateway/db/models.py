@@ -294,3 +294,18 @@ class DeliveryItem(Base):
     sends: Mapped[int] = mapped_column(Integer, default=0)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String)
+
+
+class Installation(Base):
+    """This installation's identity: one row, written by the migration that creates the table.
+
+    ``installation_id`` (a random UUID) goes into every output UID's derivation, so that two
+    installations, or one whose database was rebuilt (and so counts its jobs again), never
+    issue one UID for different objects.  It lives with the jobs it keeps apart.
+    """
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    installation_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -28,6 +28,9 @@ _REJECT_REASONS = {
 #: How long ``preflight`` waits for a TLS alert after the handshake.
 TLS_ALERT_WAIT = 0.5
 
+#: An association request that took at least this share of the ACSE timeout met the timeout.
+TIMEOUT_MARGIN = 0.95
+
 
 def preflight(host: str, port: int, *, timeout: float, tls: ssl.SSLContext | None) -> str | None:
     """Why a connection (and TLS handshake) to host:port fails, in words; None when it works.
@@ -61,8 +64,13 @@ def preflight(host: str, port: int, *, timeout: float, tls: ssl.SSLContext | Non
     return None
 
 
-def _association_failure(assoc: Any) -> str | None:
-    """Why no association was established, in words; None when it was."""
+def _association_failure(assoc: Any, *, waited: float | None = None, timeout: float | None = None) -> str | None:
+    """Why no association was established, in words; None when it was.
+
+    pynetdicom ends an association request that met its ACSE timeout with an abort, as if the
+    peer had aborted; ``waited`` (how long the request took) and ``timeout`` (the ACSE timeout)
+    tell the two apart.
+    """
     if assoc.is_rejected:
         primitive = assoc.acceptor.primitive
         result = getattr(primitive, "result", None)
@@ -71,6 +79,11 @@ def _association_failure(assoc: Any) -> str | None:
         kind = "permanently" if result == 1 else "transiently"
         reason = _REJECT_REASONS.get((int(source or 0), int(diagnostic or 0)), f"source {source}, reason {diagnostic}")
         return f"association rejected {kind}: {reason}"
+    if timeout is not None and waited is not None and waited >= timeout * TIMEOUT_MARGIN and not assoc.is_established:
+        return (
+            f"timed out: no answer to the association request within {timeout:g} s (the peer accepted the "
+            "connection but sent nothing; is it a DICOM node, and is it overloaded?)"
+        )
     if assoc.is_aborted:
         return "association aborted by the peer (a TLS port spoken to without --tls, or TLS refused us?)"
     if not assoc.is_established:
@@ -109,7 +122,7 @@ def echo(
     ae.connection_timeout = timeout
     assoc = ae.associate(host, port, ae_title=called_ae_title, tls_args=(tls, host) if tls is not None else None)
     elapsed = time.monotonic() - started
-    failure = _association_failure(assoc)
+    failure = _association_failure(assoc, waited=elapsed, timeout=timeout)
     if failure is not None:
         return EchoResult(False, failure, elapsed)
     try:

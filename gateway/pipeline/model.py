@@ -15,7 +15,16 @@ from collections.abc import Callable, Sequence
 from pydicom.dataset import Dataset
 
 from gateway.config.pipeline import ModelSettings, fake_seconds
-from inference import BackendOptions, Engine, FakeEngine, InferenceError, ModelIdentity, StudyAnalysis, load_engine
+from inference import (
+    BackendOptions,
+    Engine,
+    FakeEngine,
+    InferenceError,
+    ModelIdentity,
+    StudyAnalysis,
+    is_demo_checkpoint,
+    load_engine,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -43,13 +52,43 @@ class SlowFakeEngine:
         return self._fake.analyze(datasets)
 
 
+def demo_refusal(path: str) -> str:
+    """Why a demo checkpoint at ``path`` is refused, and what to do."""
+    return (
+        f"model.path {path!r} is a demo model (demo weights trained on synthetic phantoms): it writes nonsense on "
+        "real radiographs and is not for clinical use. Set model.path to your GazeX checkpoint; to run the demo "
+        "model anyway (trying the gateway, never with an archive radiologists read) set model.allow_demo: true "
+        "(GAZEX_MODEL__ALLOW_DEMO=true); its outputs then say DEMO MODEL - NOT FOR CLINICAL USE"
+    )
+
+
+def check_demo_allowed(settings: ModelSettings) -> None:
+    """Raise :class:`ModelUnavailable` when ``settings`` name a demo checkpoint without ``model.allow_demo``.
+
+    Reads the checkpoint's ``gazex.json`` only; a checkpoint that cannot be read is left to the
+    loader, which says why.
+    """
+    if settings.allow_demo or settings.is_fake:
+        return
+    try:
+        demo = is_demo_checkpoint(settings.path)
+    except InferenceError:  # CheckpointError: the loader reports it, with what to fix
+        return
+    if demo:
+        raise ModelUnavailable(demo_refusal(settings.path))
+
+
 def load_model(settings: ModelSettings) -> Engine:
-    """The engine ``settings`` describe; raises :class:`ModelUnavailable` with the reason."""
+    """The engine ``settings`` describe; raises :class:`ModelUnavailable` with the reason.
+
+    A demo checkpoint is refused unless ``model.allow_demo`` is set.
+    """
     if settings.is_fake:
         seconds = fake_seconds(settings.path)
         return SlowFakeEngine(seconds) if seconds > 0 else FakeEngine()
+    check_demo_allowed(settings)
     try:
-        return load_engine(
+        engine = load_engine(
             settings.path,
             backend=settings.backend,
             device=settings.device,
@@ -71,6 +110,16 @@ def load_model(settings: ModelSettings) -> Engine:
             f"the model {settings.path!r} (backend {settings.backend}, device {settings.device}) cannot be loaded: "
             f"{exc}; fix model.path/model.backend/model.device, studies wait in the queue meanwhile"
         ) from None
+    if engine.identity.demo and not settings.allow_demo:  # the checkpoint changed since the check above
+        raise ModelUnavailable(demo_refusal(settings.path))
+    if engine.identity.demo:
+        LOGGER.warning(
+            "model %s %s is a DEMO MODEL, NOT FOR CLINICAL USE (model.allow_demo is true): it writes nonsense on "
+            "real radiographs",
+            engine.identity.name,
+            engine.identity.version,
+        )
+    return engine
 
 
 class ModelHolder:

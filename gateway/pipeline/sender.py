@@ -14,6 +14,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from gateway.config.pipeline import Destination
-from gateway.dicom.echo import _association_failure, preflight
+from gateway.dicom.echo import TIMEOUT_MARGIN, _association_failure, preflight
 from gateway.dicom.tls import TLSConfigError, client_context
 
 
@@ -65,9 +66,10 @@ def tls_context(destination: Destination) -> ssl.SSLContext | None:
 
 
 class _StoreSession:
-    def __init__(self, assoc: Association, where: str) -> None:
+    def __init__(self, assoc: Association, where: str, timeout: float) -> None:
         self._assoc = assoc
         self._where = where
+        self._timeout = timeout
 
     def send(self, path: Path) -> int:
         if not self._assoc.is_established:
@@ -78,6 +80,7 @@ class _StoreSession:
             raise
         except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
             raise SendError(f"the outbox file {path.name} cannot be read: {type(exc).__name__}") from None
+        started = time.monotonic()
         try:
             response = self._assoc.send_c_store(dataset)
         except ValueError as exc:  # no accepted presentation context for the SOP class / transfer syntax
@@ -85,7 +88,9 @@ class _StoreSession:
         except (OSError, RuntimeError) as exc:
             raise SendError(f"sending to {self._where} failed: {type(exc).__name__}") from None
         if response is None or "Status" not in response:
-            raise SendError(f"no C-STORE response from {self._where} (DIMSE timeout, or the association was aborted)")
+            if time.monotonic() - started >= self._timeout * TIMEOUT_MARGIN:
+                raise SendError(f"timed out: no C-STORE response from {self._where} within {self._timeout:g} s")
+            raise SendError(f"no C-STORE response from {self._where}: the association was aborted")
         return int(response.Status)
 
 
@@ -139,13 +144,14 @@ class StoreSender:
             ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         timeout = destination.timeout_seconds
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
+        started = time.monotonic()
         assoc = ae.associate(
             destination.host,
             destination.port,
             ae_title=destination.ae_title,
             tls_args=(tls, destination.host) if tls is not None else None,
         )
-        failure = _association_failure(assoc)
+        failure = _association_failure(assoc, waited=time.monotonic() - started, timeout=timeout)
         if failure is not None:
             if not assoc.is_rejected:  # pynetdicom reports every transport problem as an abort: find out which
                 failure = (
@@ -157,7 +163,7 @@ class StoreSender:
         keep_responses(assoc)
         _no_delay(assoc)
         try:
-            yield _StoreSession(assoc, where)
+            yield _StoreSession(assoc, where, timeout)
         finally:
             if assoc.is_established:
                 assoc.release()

@@ -13,7 +13,9 @@ For each job, in order:
 A kill -9 before step 4 commits leaves the job ``running`` with an expiring lease: another
 worker (or this one, restarted) claims it again and produces the same outputs with the same
 UIDs (same analysis id, same content time).  Model errors and unusable output are recorded on
-the job; after ``worker.max_attempts`` attempts the job fails and stays listed.
+the job; after ``worker.max_attempts`` attempts the job fails and stays listed.  An input error
+(an image whose pixel data cannot be decoded, ...) fails the job at once: it would fail the same
+way on every try (:func:`analysis_failure`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import dicom_sr
 from gateway.config import Settings
+from gateway.db import installation_id
 from gateway.pipeline import states
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.leases import Claim, Heartbeat, LeaseLost, claim, held
@@ -45,7 +48,7 @@ from gateway.pipeline.states import DeliveryStatus, ItemStatus, JobFailure, JobS
 from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, INSTANCES, JOB_INSTANCES, JOBS, OUTPUTS
 from gateway.safelog import log_unexpected
 from gateway.spool import OutOfSpaceError, resolve_in
-from inference import STATEMENT_LABELS, InferenceError, StudyAnalysis
+from inference import STATEMENT_LABELS, InferenceError, InputImageError, StudyAnalysis
 from inference import Engine as AnalysisEngine
 
 LOGGER = logging.getLogger(__name__)
@@ -93,7 +96,7 @@ class Worker:
         self._clock = clock
         self.name = name or worker_name()
         self._on_outputs = on_outputs
-        self._encode_settings = encode_settings
+        self._encode_settings = encode_settings  # None: built from the database on first use
 
     # -- loops ------------------------------------------------------------------------------
     def run_once(self) -> JobResult | None:
@@ -190,7 +193,7 @@ class Worker:
         try:
             analysis = engine.analyze(datasets)
         except InferenceError as exc:
-            raise _Failed(JobFailure(f"model error: {exc}")) from None
+            raise _Failed(analysis_failure(exc)) from None
         except Exception as exc:  # noqa: BLE001 - recorded on the job (and retried), never swallowed
             log_unexpected(LOGGER, f"job {job.id}: the model failed", exc)
             raise _Failed(JobFailure(f"model error: unexpected {type(exc).__name__} (see the log)")) from None
@@ -209,7 +212,7 @@ class Worker:
                 job.outputs.split(","),
                 analysis_id=job.analysis_id,
                 content_datetime=created,
-                settings=self._encode_settings,
+                settings=self._encoding(),
                 predecessor=predecessor,
             )
         except dicom_sr.EncodeError as exc:
@@ -223,6 +226,11 @@ class Worker:
         except OSError as exc:
             raise _Failed(JobFailure(f"writing the outbox failed: {exc.strerror or exc}")) from None
         return analysis, files, predecessor_id
+
+    def _encoding(self) -> dicom_sr.EncodeSettings:
+        if self._encode_settings is None:
+            self._encode_settings = encode_settings(self._db, self._settings)
+        return self._encode_settings
 
     def _load_sources(self, job: Any) -> list[Dataset]:
         with self._db.connect() as connection:
@@ -446,6 +454,24 @@ class Worker:
         else:
             LOGGER.error("job %d FAILED after %d attempt(s): %s", job.id, claimed.attempts, failure.reason)
         return JobResult(job.id, status, failure.reason)
+
+
+def encode_settings(db: Engine, settings: Settings) -> dicom_sr.EncodeSettings:
+    """How this installation encodes: its installation id (kept in the database) and the site's UID
+    root go into every output UID; the Device Serial Number is the installation id."""
+    return dicom_sr.EncodeSettings(installation_id=installation_id(db), uid_root=settings.dicom.uid_root)
+
+
+def analysis_failure(exc: InferenceError) -> JobFailure:
+    """How a job records the engine's error: an input error (the same image fails on every try) is
+    permanent and names the image; anything else is the model's, and is retried."""
+    if isinstance(exc, InputImageError):
+        detail = " ".join(str(exc).split())  # one line: the log's and `gazex jobs`' own
+        uid = exc.sop_instance_uid
+        if uid and uid not in detail:
+            detail = f"SOP instance {uid}: {detail}"
+        return JobFailure(f"input error: {detail}", permanent=True)
+    return JobFailure(f"model error: {exc}")
 
 
 def _unusable(analysis: StudyAnalysis, datasets: Sequence[Dataset]) -> str | None:

@@ -215,3 +215,14 @@ def test_the_readme_documents_every_key_and_its_environment_variable() -> None:
     for key in leaf_keys(Settings):
         assert f"`{key}`" in readme, f"README.md does not document {key}"
         assert "GAZEX_" + key.upper().replace(".", "__") in readme, f"README.md lacks the variable of {key}"
+
+
+def test_a_uid_root_is_checked_and_names_what_is_wrong() -> None:
+    root = "1.2.826.0.1.3680043.10.999"
+    assert load_settings(overrides={"dicom": {"uid_root": root}}, environ={}).dicom.uid_root == root
+    assert load_settings(environ={"GAZEX_DICOM__UID_ROOT": root}).dicom.uid_root == root
+    assert load_settings(environ={}).dicom.uid_root is None
+    with pytest.raises(ConfigError, match=r"dicom\.uid_root.*component '007' is not a number without leading zeros"):
+        load_settings(overrides={"dicom": {"uid_root": "1.2.007"}}, environ={})
+    with pytest.raises(ConfigError, match=r"dicom\.uid_root.*at most 39 leave room"):
+        load_settings(overrides={"dicom": {"uid_root": "1.2." + "3" * 40}}, environ={})

@@ -92,3 +92,15 @@ def test_invalid_documents_name_the_problem(path: str, value: Any, message: str)
 def test_not_an_object() -> None:
     with pytest.raises(GazexConfigError, match="must be a JSON object"):
         parse_gazex_config([VALID])
+
+
+def test_demo_weights_are_marked_by_the_demo_key_or_the_bundled_demo_name() -> None:
+    assert not parse_gazex_config(VALID).is_demo
+    marked = parse_gazex_config(with_change("demo", True))
+    assert marked.demo and marked.is_demo
+    assert marked.to_json()["demo"] is True and parse_gazex_config(marked.to_json()) == marked
+    assert "demo" not in parse_gazex_config(VALID).to_json()
+    assert not parse_gazex_config(with_change("demo", False)).is_demo
+    assert parse_gazex_config(with_change("name", "gazex-demo")).is_demo  # the bundled one, however retrained
+    with pytest.raises(GazexConfigError, match=r"gazex\.json demo must be true or false, got 'yes'"):
+        parse_gazex_config(with_change("demo", "yes"))

@@ -20,7 +20,7 @@ from typing import Any
 import pydicom
 import pytest
 
-from inference import builtin_checkpoints, load_engine
+from inference import CheckpointError, builtin_checkpoints, is_demo_checkpoint, load_engine
 from inference.checkpoint import BUILTIN_ROOT
 from inference.demo import PhantomConfig, generate_phantom
 from inference.demo.dicom import phantom_dataset
@@ -58,6 +58,17 @@ def test_the_demo_checkpoint_is_bundled_small_and_labelled_as_demo_weights() -> 
     assert not [p.name for p in DEMO.iterdir() if p.name.startswith("state") or p.suffix in {".pt", ".bin"}]
 
 
+def test_the_demo_checkpoint_says_it_is_a_demo_and_a_real_one_does_not(tmp_path: Path) -> None:
+    assert json.loads((DEMO / "gazex.json").read_text())["demo"] is True
+    assert is_demo_checkpoint("builtin:gazex-demo") and is_demo_checkpoint(DEMO)
+    document = json.loads((DEMO / "gazex.json").read_text())
+    document.update(name="gazex", demo=False)
+    (tmp_path / "gazex.json").write_text(json.dumps(document))
+    assert not is_demo_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match=r"gazex\.json is missing"):
+        is_demo_checkpoint(tmp_path / "nowhere")
+
+
 def test_every_file_of_the_demo_checkpoint_is_package_data() -> None:
     """The wheel takes inference/checkpoints/*/ files by the globs in pyproject.toml; none may be left out."""
     project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())
@@ -80,6 +91,11 @@ def demo_engine() -> Any:
 
     torch.set_num_threads(1)
     return load_engine("builtin:gazex-demo", device="cpu")
+
+
+def test_the_demo_engine_tells_its_callers_it_is_a_demo(demo_engine: Any) -> None:
+    identity = demo_engine.identity
+    assert identity.demo is True and identity.name == "gazex-demo"
 
 
 def _obvious(kind: str, seed: int) -> Any:

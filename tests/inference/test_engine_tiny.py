@@ -19,6 +19,7 @@ def test_load_engine_records_the_identity(tiny_checkpoint: Path) -> None:
     identity = engine.identity
     assert (identity.name, identity.version, identity.backend) == ("gazex-tiny", "0.0.1", "torch")
     assert identity.manufacturer == "GazeX Gateway project"
+    assert identity.demo is False  # random test weights are not marked as the demo model
     weights = (tiny_checkpoint / "model.safetensors").read_bytes()
     assert identity.checkpoint_sha256 == hashlib.sha256(weights).hexdigest()
 

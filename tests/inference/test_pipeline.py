@@ -11,7 +11,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from inference import InferenceError, PixelDataError
+from inference import InferenceError, InputImageError, PixelDataError
 from inference.checkpoint import open_checkpoint
 from inference.geometry import DownscaledFrame, ImageGeometry, NormalizedFrame
 from inference.pipeline import build_image_analysis
@@ -244,5 +244,23 @@ def test_study_rules(engine: GazexEngine, chest_cr: pydicom.Dataset) -> None:
     with pytest.raises(InferenceError, match="one study at a time"):
         engine.analyze([chest_cr, other])
     del chest_cr.PixelData
-    with pytest.raises(PixelDataError, match="no Pixel Data"):
+    with pytest.raises(PixelDataError, match="no Pixel Data") as caught:
         engine.analyze([chest_cr])
+    assert caught.value.sop_instance_uid == str(chest_cr.SOPInstanceUID)
+
+
+def test_an_image_the_model_cannot_take_is_an_input_error_naming_it(
+    engine: GazexEngine, chest_cr: pydicom.Dataset
+) -> None:
+    sliver = pydicom.Dataset()
+    sliver.update(chest_cr)
+    sliver.file_meta = chest_cr.file_meta
+    sliver.Rows, sliver.Columns = 1, 400  # an aspect ratio over 200: no resize for the vision tower exists
+    sliver.PixelData = chest_cr.pixel_array[:1, :400].copy().tobytes()
+    with pytest.raises(InputImageError) as caught:
+        engine.analyze([sliver])
+    assert caught.value.sop_instance_uid == str(chest_cr.SOPInstanceUID)
+    assert str(caught.value) == (
+        f"SOP instance {chest_cr.SOPInstanceUID}: the 1 x 400 image cannot be resized for the model: "
+        "aspect ratio must be below 200, got 1 x 400"
+    )

@@ -107,10 +107,12 @@ class Harness:
         self.engine.dispose()
 
     def receive(self, dataset: Dataset, calling_ae: str = "PACS", called_ae: str = "GAZEX") -> StoreResult:
+        file_meta = getattr(dataset, "file_meta", None)
+        syntax = getattr(file_meta, "TransferSyntaxUID", None) or ExplicitVRLittleEndian
         request = StoreRequest(
             sop_class_uid=str(dataset.SOPClassUID),
             sop_instance_uid=str(dataset.SOPInstanceUID),
-            transfer_syntax_uid=str(ExplicitVRLittleEndian),
+            transfer_syntax_uid=str(syntax),
             calling_ae_title=calling_ae,
             called_ae_title=called_ae,
             peer_address="127.0.0.1",

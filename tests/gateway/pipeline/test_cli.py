@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from gateway.cli import main
+from gateway.config import load_settings
 from gateway.pipeline.completer import Completer
+from gateway.pipeline.model import ModelUnavailable, check_demo_allowed, load_model
+from inference.checkpoint import BUILTIN_ROOT
 from tests.gateway.pipeline.support import Harness, make_image
 from tests.gateway.pipeline.test_delivery import deliverer, prepare
 
@@ -121,3 +126,41 @@ def test_commands_refuse_a_database_that_is_not_migrated(tmp_path: Path, capsys:
     path.write_text(f"storage:\n  data_dir: {tmp_path}\n", encoding="utf-8")
     assert main(["jobs", "--config", str(path)]) == 2
     assert "run `gazex db upgrade`" in capsys.readouterr().err
+
+
+def test_serve_and_worker_refuse_the_demo_model_unless_allowed_and_say_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    errors: dict[str, str] = {}
+    path = tmp_path / "gazex.yaml"  # the defaults: model.path is the bundled demo model
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # so that a serve that does not refuse cannot listen
+        port = taken.getsockname()[1]
+        path.write_text(
+            f"storage:\n  data_dir: {tmp_path / 'data'}\ndicom:\n  host: 127.0.0.1\n  port: {port}\n", encoding="utf-8"
+        )
+        for command in ("serve", "worker"):
+            assert main([command, "--config", str(path)]) == 2
+            errors[command] = capsys.readouterr().err
+    for err in errors.values():
+        assert "model.path 'builtin:gazex-demo' is a demo model" in err, err
+        assert "not for clinical use" in err
+        assert "Set model.path to your GazeX checkpoint" in err
+        assert "set model.allow_demo: true (GAZEX_MODEL__ALLOW_DEMO=true)" in err
+    assert not (tmp_path / "data").exists()  # refused before anything was opened
+    # the worker's own guard, for a checkpoint swapped after start-up or gazex worker
+    with pytest.raises(ModelUnavailable, match="is a demo model"):
+        load_model(load_settings(environ={}).model)
+    allowed = load_settings(environ={"GAZEX_MODEL__ALLOW_DEMO": "1"}).model
+    assert allowed.allow_demo
+    check_demo_allowed(allowed)  # no refusal: serve goes on
+
+
+def test_a_real_checkpoint_needs_no_switch(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "gazex-site"
+    checkpoint.mkdir()
+    document = json.loads((BUILTIN_ROOT / "gazex-demo" / "gazex.json").read_text())
+    document.update(name="gazex-site", demo=False)
+    (checkpoint / "gazex.json").write_text(json.dumps(document))
+    check_demo_allowed(load_settings(overrides={"model": {"path": str(checkpoint)}}, environ={}).model)
+    # a checkpoint that cannot be read is left to the loader, which says what is wrong with it
+    check_demo_allowed(load_settings(overrides={"model": {"path": str(tmp_path / "none")}}, environ={}).model)

@@ -114,3 +114,19 @@ def test_the_idempotency_key_covers_study_instance_set_and_model() -> None:
     assert key != keys.idempotency_key("1.1", pairs, "other|torch")
     assert key != keys.idempotency_key("1.1", pairs, "fake|torch", nonce="n1")  # gazex reprocess
     assert keys.analysis_id(key) == key[:16] and len(keys.analysis_id(key)) <= 40
+
+
+def test_an_input_error_fails_at_once_names_the_image_and_a_model_error_is_retried() -> None:
+    from gateway.pipeline.worker import analysis_failure
+    from inference import InferenceError, InputImageError, PixelDataError
+
+    failure = analysis_failure(InputImageError("the pixel data cannot be decoded", "1.2.3.4"))
+    assert failure == JobFailure("input error: SOP instance 1.2.3.4: the pixel data cannot be decoded", permanent=True)
+    assert after_job_failure(failure, attempts=1, max_attempts=3) == JobStatus.FAILED
+    # the pixel decoder's errors are input errors; a UID already in the message is not repeated,
+    # and a message on several lines is recorded on one
+    decoded = analysis_failure(PixelDataError("SOP instance 1.2.3.4: cannot decode:\n  plugin: garbage", "1.2.3.4"))
+    assert decoded == JobFailure("input error: SOP instance 1.2.3.4: cannot decode: plugin: garbage", permanent=True)
+    model = analysis_failure(InferenceError("CUDA out of memory"))
+    assert model == JobFailure("model error: CUDA out of memory", permanent=False)
+    assert after_job_failure(model, attempts=1, max_attempts=3) == JobStatus.QUEUED

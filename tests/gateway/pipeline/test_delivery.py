@@ -1,14 +1,18 @@
-"""Delivery decisions with an in-memory sender: backoff, dead letter, partial success, independence."""
+"""Delivery decisions with an in-memory sender: backoff, dead letter, partial success, independence; and
+what a real C-STORE sender records about a destination that never answers (a loopback socket)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 
+from gateway.dicom.echo import echo
 from gateway.pipeline.delivery import Deliverer, retry_deliveries
-from gateway.pipeline.sender import FakeDestination, FakeSender
+from gateway.pipeline.sender import FakeDestination, FakeSender, StoreSender
 from tests.gateway.pipeline.support import Harness
 from tests.gateway.pipeline.test_worker import queue_study
 
@@ -206,3 +210,69 @@ def test_a_bug_while_sending_is_recorded_and_retried(harness: Harness, template:
     result = deliverer(harness, Broken()).run_once()
     assert result is not None and result.status == "pending"
     assert result.reason == "unexpected RuntimeError in the gateway (see the log)"
+
+
+class SilentPeer:
+    """A loopback TCP server that accepts connections and never sends a byte (a hung archive)."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-peer", daemon=True)
+
+    def _accept(self) -> None:
+        self._server.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._connections.append(connection)  # kept open, never read from, never answered
+
+    def __enter__(self) -> SilentPeer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for connection in self._connections:
+            connection.close()
+        self._server.close()
+
+    @property
+    def accepted(self) -> int:
+        return len(self._connections)
+
+
+def test_a_destination_that_accepts_and_never_answers_is_recorded_as_timed_out(
+    tmp_path: Path, template: Dataset
+) -> None:
+    with SilentPeer() as peer:
+        destinations = {
+            "archive": {"ae_title": "ARCHIVE", "host": "127.0.0.1", "port": peer.port, "timeout_seconds": 1}
+        }
+        harness = Harness.create(tmp_path, destinations=destinations)
+        try:
+            prepare(harness, template)
+            sender = StoreSender()
+            outbox = harness.pipeline(sender=sender).outbox
+            result = Deliverer(
+                harness.engine, harness.settings, outbox, sender, harness.clock, "d", lambda: 0.0
+            ).run_once()
+            assert peer.accepted >= 1
+            row = delivery(harness)
+            echoed = echo("127.0.0.1", peer.port, "ARCHIVE", timeout=1)  # what `gazex echo` says about it
+        finally:
+            harness.close()
+    assert result is not None and result.status == "pending"
+    assert result.reason == row.last_error  # type: ignore[attr-defined]
+    assert result.reason == (
+        f"destination archive (ARCHIVE@127.0.0.1:{peer.port}): timed out: no answer to the association request "
+        "within 1 s (the peer accepted the connection but sent nothing; is it a DICOM node, and is it overloaded?)"
+    )
+    assert not echoed.ok and echoed.message.startswith("timed out: no answer to the association request within 1 s")

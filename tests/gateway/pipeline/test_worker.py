@@ -12,9 +12,11 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import UID, JPEG2000Lossless, generate_uid
 from sqlalchemy import select
 
+from gateway.db import installation_id
 from gateway.pipeline import status
 from gateway.pipeline.completer import Completer
 from gateway.pipeline.leases import claim
@@ -134,6 +136,50 @@ def test_an_unexpected_model_exception_is_recorded_and_retried(harness: Harness,
     assert result.reason == "model error: unexpected ZeroDivisionError (see the log)"
 
 
+@pytest.fixture(scope="module")
+def tiny_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real GazeX engine (tiny random checkpoint, torch): it decodes the pixels as in production."""
+    import torch
+
+    from inference import load_engine, make_tiny_checkpoint
+
+    torch.set_num_threads(1)  # a tiny model on a shared two-core machine
+    return load_engine(make_tiny_checkpoint(tmp_path_factory.mktemp("worker") / "gazex-tiny"), device="cpu")
+
+
+def undecodable_jpeg2000(template: Dataset, study: str) -> Dataset:
+    """``template`` as JPEG 2000 whose one fragment is garbage: no decoder can read it, ever."""
+    dataset = make_image(template, study)
+    dataset.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    dataset.PixelData = encapsulate([b"\x00 not a JPEG 2000 codestream " * 8])
+    dataset["PixelData"].VR = "OB"
+    return dataset
+
+
+def test_undecodable_pixel_data_fails_at_once_as_an_input_error_logged_once_without_a_traceback(
+    harness: Harness, template: Dataset, tiny_engine: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    study = generate_uid()
+    image = undecodable_jpeg2000(template, study)
+    harness.receive(image)
+    harness.clock.advance(10)
+    [done] = Completer(harness.engine, harness.settings, harness.clock).check()
+    assert done.job_id is not None
+    caplog.set_level(logging.DEBUG)
+    result = worker(harness, tiny_engine).run_once()
+    uid = str(image.SOPInstanceUID)
+    assert result is not None and result.status == "failed"
+    assert (result.reason or "").startswith(f"input error: SOP instance {uid}: cannot decode the pixel data (JPEG 2000")
+    job = job_row(harness, done.job_id)
+    assert (job.status, job.attempts, job.last_error) == ("failed", 1, result.reason)
+    harness.clock.advance(3600)
+    assert worker(harness, tiny_engine).run_once() is None  # not retried
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    failed = f"job {done.job_id} FAILED after 1 attempt(s): {result.reason}"
+    assert [record.getMessage() for record in errors] == [failed]
+    assert all(record.exc_info is None and "Traceback" not in record.getMessage() for record in caplog.records)
+
+
 def test_a_missing_spool_file_fails_the_job_and_says_what_to_do(harness: Harness, template: Dataset) -> None:
     queue_study(harness, template)
     path = harness.rows("SELECT file_path FROM instances")[0].file_path
@@ -241,6 +287,51 @@ def test_a_bug_in_the_gateway_is_recorded_on_the_job_and_the_worker_goes_on(
     result = worker(harness).run_once()
     assert result is not None and result.status == "queued"
     assert result.reason == "unexpected KeyError in the gateway (see the log)"
+
+
+def test_two_installations_give_the_same_study_different_uids_and_each_repeats_its_own(
+    tmp_path: Path, template: Dataset
+) -> None:
+    """Two fresh databases (two sites, or one database rebuilt) analyse the very same instance."""
+    image = make_image(template, generate_uid())
+    uids: dict[str, set[str]] = {}
+    for site in ("a", "b"):
+        harness = Harness.create(tmp_path / site)
+        try:
+            harness.receive(image)
+            harness.clock.advance(10)
+            [done] = Completer(harness.engine, harness.settings, harness.clock).check()
+            assert done.job_id is not None
+            result = worker(harness).run_once()
+            assert result is not None and result.status == "done"
+            rows = harness.rows("SELECT sop_instance_uid, series_instance_uid, file_path FROM outputs")
+            uids[site] = {row.sop_instance_uid for row in rows} | {row.series_instance_uid for row in rows}
+            installation = installation_id(harness.engine)
+            assert installation == installation_id(harness.engine)  # kept, not made again
+            for row in rows:
+                written = pydicom.dcmread(harness.settings.storage.outbox_path / row.file_path)
+                assert written.DeviceSerialNumber == installation != "0"
+            # the same analysis encoded again on this installation: the same UIDs
+            _, files, _ = worker(harness)._produce(job_row(harness, done.job_id), FakeEngine())
+            assert {file.sop_instance_uid for file in files} == {row.sop_instance_uid for row in rows}
+        finally:
+            harness.close()
+    assert not uids["a"] & uids["b"]
+
+
+def test_a_configured_uid_root_prefixes_every_output_uid(tmp_path: Path, template: Dataset) -> None:
+    root = "1.2.826.0.1.3680043.10.999"
+    harness = Harness.create(tmp_path, dicom={"uid_root": root})
+    try:
+        queue_study(harness, template)
+        result = worker(harness).run_once()
+        assert result is not None and result.status == "done"
+        rows = harness.rows("SELECT sop_instance_uid, series_instance_uid FROM outputs")
+        assert len(rows) == 3
+        for uid in [row.sop_instance_uid for row in rows] + [row.series_instance_uid for row in rows]:
+            assert uid.startswith(root + ".") and len(uid) <= 64 and UID(uid).is_valid
+    finally:
+        harness.close()
 
 
 class _CutReportEngine(FakeEngine):

@@ -1,0 +1,46 @@
+"""``gazex serve`` as a process with the bundled demo model: refused unless model.allow_demo is set."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.ingest_support import REPO_ROOT, clean_environment, serve_config, start_serve, write_config
+
+pytestmark = pytest.mark.integration
+
+
+def test_serve_refuses_the_demo_model_without_the_switch_and_runs_it_with_the_switch(
+    tmp_path: Path, free_port: Callable[[], int]
+) -> None:
+    port = free_port()
+    values = serve_config(tmp_path / "data", port)
+    del values["model"]  # the defaults: model.path is builtin:gazex-demo, allow_demo false
+    config = write_config(tmp_path / "gazex.yaml", values)
+    refused = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_environment(),
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "model.path 'builtin:gazex-demo' is a demo model" in refused.stderr
+    assert "GAZEX_MODEL__ALLOW_DEMO=true" in refused.stderr
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # it never listened
+    assert not (tmp_path / "data").exists()
+    serve = start_serve(
+        config, port, tmp_path / "serve.log", env={**clean_environment(), "GAZEX_MODEL__ALLOW_DEMO": "true"}
+    )
+    try:
+        assert serve.process.poll() is None
+    finally:
+        assert serve.terminate() == 0
