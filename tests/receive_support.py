@@ -14,7 +14,7 @@ from typing import Any
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
-from pydicom.uid import UID, ImplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from pynetdicom import AE
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE, ImplementationClassUIDNotification, MaximumLengthNotification
@@ -27,16 +27,28 @@ from tests.ingest_support import ServeProcess, raw_file_sending, serve_config, s
 SHORT_TIMEOUTS = {"acse": 2.0, "dimse": 5.0, "network": 1.5, "admission": 1.5}
 
 
-def start_short_serve(directory: Path, port: int, **dicom: Any) -> ServeProcess:
-    """``gazex serve`` with :data:`SHORT_TIMEOUTS` and the given ``dicom`` settings."""
+#: The pipeline with the FakeEngine and no study completing during a test: no model in the process.
+NO_MODEL: dict[str, dict[str, Any]] = {
+    "model": {"path": "fake"},
+    "completion": {"quiet_seconds": 3600, "max_wait_seconds": 3600},
+}
+
+
+def start_short_serve(
+    directory: Path, port: int, sections: dict[str, dict[str, Any]] | None = None, **dicom: Any
+) -> ServeProcess:
+    """``gazex serve`` with :data:`SHORT_TIMEOUTS`, the given ``dicom`` settings and other ``sections``."""
     settings = {"timeouts": SHORT_TIMEOUTS, **dicom}
-    config = write_config(directory / f"gazex-{port}.yaml", serve_config(directory / "data", port, dicom=settings))
+    values = serve_config(directory / "data", port, dicom=settings, **(sections or {}))
+    config = write_config(directory / f"gazex-{port}.yaml", values)
     return start_serve(config, port, directory / f"serve-{port}.log")
 
 
 @contextlib.contextmanager
-def short_serve(directory: Path, port: int, **dicom: Any) -> Iterator[ServeProcess]:
-    serve = start_short_serve(directory, port, **dicom)
+def short_serve(
+    directory: Path, port: int, sections: dict[str, dict[str, Any]] | None = None, **dicom: Any
+) -> Iterator[ServeProcess]:
+    serve = start_short_serve(directory, port, sections, **dicom)
     try:
         yield serve
     finally:
@@ -213,14 +225,16 @@ def secondary_capture(extra: bytes = b"", sop_instance_uid: str | None = None) -
     return RawInstance(str(SecondaryCaptureImageStorage), uid, data)
 
 
-def store_raw(assoc: Any, instance: RawInstance, directory: Path) -> int | None:
+def store_raw(
+    assoc: Any, instance: RawInstance, directory: Path, transfer_syntax: str = ImplicitVRLittleEndian
+) -> int | None:
     """C-STORE ``instance``'s bytes exactly as they are over an established pynetdicom association;
     the status, or None when no response came (the association went away)."""
     path = directory / f"{instance.sop_instance_uid[-40:]}.dcm"
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(instance.sop_class_uid)
     meta.MediaStorageSOPInstanceUID = UID(instance.sop_instance_uid)
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    meta.TransferSyntaxUID = UID(transfer_syntax)
     with path.open("wb") as fp:
         fp.write(b"\x00" * 128 + b"DICM")
         write_file_meta_info(fp, meta, enforce_standard=True)  # type: ignore[arg-type]
@@ -236,6 +250,7 @@ def store_raw(assoc: Any, instance: RawInstance, directory: Path) -> int | None:
 def storage_scu(calling_ae_title: str = "RAWSCU") -> AE:
     ae = AE(ae_title=calling_ae_title)
     ae.add_requested_context(SecondaryCaptureImageStorage, [ImplicitVRLittleEndian])
+    ae.add_requested_context(SecondaryCaptureImageStorage, [ExplicitVRLittleEndian])
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     return ae

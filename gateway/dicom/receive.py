@@ -82,7 +82,7 @@ IDLE_WAIT = 0.05
 #: 149,000 bytes; the user information (maximum length, implementation UID and version, a
 #: role selection and an extended negotiation item for every context, a user identity token
 #: of some KiB) adds less than 40,000.  Real requests are far smaller (dcmtk's storescu
-#: proposing 128 storage classes: about 15 kB).  Every other PDU type but P-DATA-TF is 10 bytes
+#: proposing its default storage classes: about 10 kB).  Every other PDU type but P-DATA-TF is 10 bytes
 #: (release, abort) or only ever sent by an acceptor.
 MAX_ASSOCIATE_RQ = 256 << 10
 MAX_CONTROL_PDU = MAX_ASSOCIATE_RQ
@@ -274,10 +274,11 @@ class PendingConnections:
 class ReadStoppedError(Exception):
     """A read gave up before its bytes arrived: the peer stalled, a deadline passed, or the association is ending."""
 
-    def __init__(self, reason: str, *, timed_out: bool) -> None:
+    def __init__(self, reason: str, *, stalled: bool) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.timed_out = timed_out
+        #: the peer sent nothing for the stall bound (else: the admission deadline passed, or the association ends)
+        self.stalled = stalled
 
 
 @dataclass
@@ -357,11 +358,11 @@ class SpoolingSocket(AssociationSocket):
     def _check(bounds: ReadBounds, last_byte: float) -> None:
         now = time.monotonic()
         if bounds.cancelled():
-            raise ReadStoppedError("the association is ending", timed_out=False)
+            raise ReadStoppedError("the association is ending", stalled=False)
         if bounds.deadline is not None and now >= bounds.deadline:
-            raise ReadStoppedError("it was not admitted in time", timed_out=True)
+            raise ReadStoppedError("the admission time is over", stalled=False)
         if bounds.stall is not None and now - last_byte >= bounds.stall:
-            raise ReadStoppedError(f"no data for {bounds.stall:g} s inside a PDU", timed_out=True)
+            raise ReadStoppedError(f"no data for {bounds.stall:g} s inside a PDU", stalled=True)
 
 
 class _WakingQueue(queue.Queue[Any]):
@@ -471,12 +472,7 @@ class SpoolingDUL(DULServiceProvider):
                     break
                 if self.artim_timer.expired:
                     self.event_queue.put("Evt18")
-                elif self._admission_expired():
-                    PROTOCOL_LOG.warning(
-                        self.peer,
-                        "closing the connection from %s: no association request within the admission time",
-                        self.peer,
-                    )
+                elif self._admission_expired():  # logged by the association
                     self.event_queue.put("Evt18")  # as ARTIM expiring: close the transport connection (AA-2)
                 try:
                     if self._process_recv_primitive():
@@ -581,7 +577,7 @@ class SpoolingDUL(DULServiceProvider):
                 return
             body = self._read(pdu_length, preallocate=pdu_type == 0x04)
         except ReadStoppedError as stop:
-            if stop.timed_out:
+            if stop.stalled:  # the admission deadline is logged by the association
                 PROTOCOL_LOG.warning(self.peer, "closing the connection from %s: %s", self.peer, stop.reason)
             self._break_stream(abort=not pre_admission)
             return
@@ -766,6 +762,7 @@ class GatewayAssociation(Association):
         #: the accepted socket, and its place among the connections not admitted yet (None once decided)
         self.client_socket: socket.socket | None = None
         self.pending: PendingConnection | None = None
+        self._request_deadline: float | None = None
 
     def leave_pending(self) -> None:
         """The association request was decided (or the connection ended): it no longer counts as pending."""
@@ -800,6 +797,9 @@ class GatewayAssociation(Association):
             self._dul_ready.wait()
         primitive = self._wait_for_request()
         if not isinstance(primitive, A_ASSOCIATE):
+            if self._request_deadline is not None and time.monotonic() >= self._request_deadline:
+                peer = peer_key(str(self.requestor.address))
+                PROTOCOL_LOG.warning(peer, "closing the connection from %s: no association request in time", peer)
             self.kill()
             self._close_transport()
             return
@@ -819,7 +819,7 @@ class GatewayAssociation(Association):
         deadlines = [self.pending.deadline] if self.pending is not None else []
         if self.acse_timeout is not None:
             deadlines.append(time.monotonic() + self.acse_timeout)
-        deadline = min(deadlines, default=None)
+        deadline = self._request_deadline = min(deadlines, default=None)
         while True:
             self.wake_event.clear()
             primitive = self.dul.receive_pdu(wait=False)

@@ -108,9 +108,10 @@ def test_fifty_connections_before_admission_hold_little_memory_and_are_all_close
 ) -> None:
     """The outside test's attack, 50 times: a header declaring almost 16 MiB, 16 bytes, silence."""
     admission = 8.0  # long enough for all 50 to be open at once on a busy machine
-    limits = {"max_pending_per_address": 64, "max_pending_connections": 64}
     timeouts = {"acse": admission, "admission": admission, "network": admission}
-    with short_serve(tmp_path, free_port(), timeouts=timeouts, **limits) as serve:
+    with short_serve(
+        tmp_path, free_port(), timeouts=timeouts, max_pending_per_address=64, max_pending_connections=64
+    ) as serve:
         pid = serve.process.pid
         wait_for_model(serve)  # loading it grows the process by some 300 MB, whatever the network does
         assert echo_status(serve.port) == 0x0000
