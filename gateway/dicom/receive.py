@@ -309,6 +309,8 @@ class SpoolingSocket(AssociationSocket):
         sock = self.socket
         if sock is None:
             return bytearray()
+        # an admitted peer's PDU too long to preallocate is read in large pieces, anything else in small ones
+        chunk_size = PREALLOCATE_LIMIT if preallocate else READ_CHUNK
         if preallocate and nr_bytes <= PREALLOCATE_LIMIT:
             buffer = bytearray(nr_bytes)
         else:
@@ -324,7 +326,7 @@ class SpoolingSocket(AssociationSocket):
                     if view is not None:
                         count = sock.recv_into(view[received:], nr_bytes - received)
                     else:
-                        chunk = sock.recv(min(nr_bytes - received, READ_CHUNK))
+                        chunk = sock.recv(min(nr_bytes - received, chunk_size))
                         count = len(chunk)
                         buffer += chunk
                 except TimeoutError:
