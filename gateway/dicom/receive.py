@@ -167,7 +167,7 @@ class PeerLog:
         self._lock = threading.Lock()
         self._peers: dict[str, list[float]] = {}  # peer -> [window start, logged, suppressed]
 
-    def warning(self, peer: str, message: str, *args: object) -> bool:
+    def warning_from(self, peer: str, message: str, *args: object) -> bool:
         """Log ``message % args`` unless ``peer`` used up its burst; returns whether it was logged."""
         now = time.monotonic()
         with self._lock:
@@ -539,7 +539,7 @@ class SpoolingDUL(DULServiceProvider):
         self.event_queue.put("Evt18")  # AA-2: close the transport connection, the DUL ends
 
     def _protocol_error(self, message: str, *args: object) -> None:
-        PROTOCOL_LOG.warning(self.peer, message + "; aborting the association from %s", *args, self.peer)
+        PROTOCOL_LOG.warning_from(self.peer, message + "; aborting the association from %s", *args, self.peer)
         self._break_stream(abort=True)
 
     def _read(self, nr_bytes: int, *, preallocate: bool) -> bytearray:
@@ -562,7 +562,7 @@ class SpoolingDUL(DULServiceProvider):
                 self.event_queue.put("Evt17")  # transport connection closed
                 return
             if len(header) != 6:
-                PROTOCOL_LOG.warning(self.peer, "connection from %s closed inside a PDU header", self.peer)
+                PROTOCOL_LOG.warning_from(self.peer, "connection from %s closed inside a PDU header", self.peer)
                 self.event_queue.put("Evt17")
                 return
             pdu_type, _, pdu_length = _PDU_HEADER.unpack(header)
@@ -580,14 +580,14 @@ class SpoolingDUL(DULServiceProvider):
             body = self._read(pdu_length, preallocate=pdu_type == 0x04)
         except ReadStoppedError as stop:
             if stop.stalled:  # the admission deadline is logged by the association
-                PROTOCOL_LOG.warning(self.peer, "closing the connection from %s: %s", self.peer, stop.reason)
+                PROTOCOL_LOG.warning_from(self.peer, "closing the connection from %s: %s", self.peer, stop.reason)
             self._break_stream(abort=not pre_admission)
             return
         except OSError:
             self.event_queue.put("Evt17")  # transport connection closed
             return
         if len(body) != pdu_length:
-            PROTOCOL_LOG.warning(
+            PROTOCOL_LOG.warning_from(
                 self.peer, "connection from %s closed %d bytes into a %d-byte PDU", self.peer, len(body), pdu_length
             )
             self.event_queue.put("Evt17")
@@ -801,7 +801,7 @@ class GatewayAssociation(Association):
         if not isinstance(primitive, A_ASSOCIATE):
             if self._request_deadline is not None and time.monotonic() >= self._request_deadline:
                 peer = peer_key(str(self.requestor.address))
-                PROTOCOL_LOG.warning(peer, "closing the connection from %s: no association request in time", peer)
+                PROTOCOL_LOG.warning_from(peer, "closing the connection from %s: no association request in time", peer)
             self.kill()
             self._close_transport()
             return
@@ -921,7 +921,7 @@ class GatewayRequestHandler(RequestHandler):
         except (ssl.SSLError, OSError) as exc:
             reason = getattr(exc, "reason", None) or exc.__class__.__name__
             peer = peer_key(str(self.client_address[0]))
-            PROTOCOL_LOG.warning(peer, "TLS handshake with %s failed: %s", peer, reason)
+            PROTOCOL_LOG.warning_from(peer, "TLS handshake with %s failed: %s", peer, reason)
             self.server.shutdown_request(sock)
             return False
         return True
@@ -984,7 +984,7 @@ class GatewayServer(ThreadedAssociationServer):
         peer = peer_key(str(client_address[0]))
         entered = self.pending.enter(peer)
         if isinstance(entered, str):
-            PROTOCOL_LOG.warning(peer, "closed a new connection from %s at once: %s", peer, entered)
+            PROTOCOL_LOG.warning_from(peer, "closed a new connection from %s at once: %s", peer, entered)
             return False
         with self._pending_lock:
             self._pending_by_socket[request] = entered

@@ -47,8 +47,8 @@ def test_the_admission_timeout_is_the_shorter_of_admission_and_acse() -> None:
 def test_protocol_errors_are_logged_a_few_times_per_peer_then_counted(caplog: pytest.LogCaptureFixture) -> None:
     log = PeerLog(logging.getLogger("test.peerlog"), burst=3, window=3600)
     with caplog.at_level(logging.WARNING, logger="test.peerlog"):
-        logged = [log.warning("10.0.0.9", "unknown PDU type 0x%02X from %s", 0, "10.0.0.9") for _ in range(100)]
-        assert log.warning("10.0.0.8", "another peer") is True  # each peer has its own budget
+        logged = [log.warning_from("10.0.0.9", "unknown PDU type 0x%02X from %s", 0, "10.0.0.9") for _ in range(100)]
+        assert log.warning_from("10.0.0.8", "another peer") is True  # each peer has its own budget
         log.flush()
     assert logged == [True, True, True] + [False] * 97
     messages = [record.getMessage() for record in caplog.records]
