@@ -319,18 +319,23 @@ class SpoolingSocket(AssociationSocket):
         view = memoryview(buffer) if preallocate else None
         received = 0
         last_byte = time.monotonic()
+        # a plain socket stays blocking (sends need that) and is read with MSG_DONTWAIT, waiting in poll() only
+        # when nothing is there; a TLS socket (no flags allowed) is put in timeout mode for the read
+        tls = isinstance(sock, ssl.SSLSocket)
+        flags = 0 if tls else socket.MSG_DONTWAIT
+        if tls:
+            sock.settimeout(self._wait(bounds, last_byte))
         try:
             while received < nr_bytes:
-                sock.settimeout(self._wait(bounds, last_byte))
                 try:
-                    if view is not None:
-                        count = sock.recv_into(view[received:], nr_bytes - received)
-                    else:
-                        chunk = sock.recv(min(nr_bytes - received, chunk_size))
-                        count = len(chunk)
-                        buffer += chunk
-                except TimeoutError:
+                    count = self._recv_once(sock, buffer, view, nr_bytes - received, chunk_size, flags)
+                except (BlockingIOError, TimeoutError):
                     self._check(bounds, last_byte)
+                    wait = self._wait(bounds, last_byte)
+                    if tls:
+                        sock.settimeout(wait)
+                    else:
+                        self._poll(sock, wait)
                     continue
                 if not count:  # connection closed: return what arrived, as pynetdicom does
                     break
@@ -338,12 +343,31 @@ class SpoolingSocket(AssociationSocket):
                 last_byte = time.monotonic()
                 bounds.progress()
         finally:
-            with contextlib.suppress(OSError):
-                sock.settimeout(None)  # sends stay blocking
+            if tls:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(None)  # sends stay blocking
         if view is not None:
             view.release()
             del buffer[received:]
         return buffer
+
+    @staticmethod
+    def _recv_once(
+        sock: socket.socket, buffer: bytearray, view: memoryview | None, missing: int, chunk_size: int, flags: int
+    ) -> int:
+        """One ``recv``: into the preallocated ``view`` (its unfilled end), or appended to ``buffer``; the count."""
+        if view is not None:
+            return sock.recv_into(view[len(view) - missing :], missing, flags)
+        chunk = sock.recv(min(missing, chunk_size), flags)
+        buffer += chunk
+        return len(chunk)
+
+    @staticmethod
+    def _poll(sock: socket.socket, wait: float) -> None:
+        """Wait until ``sock`` is readable (or closed), at most ``wait`` seconds."""
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        poller.poll(wait * 1000)
 
     @staticmethod
     def _wait(bounds: ReadBounds, last_byte: float) -> float:

@@ -184,3 +184,32 @@ def test_nested_implicit_vr_sequences_are_held_to_the_depth_limit(tmp_path: Path
         assert too_deep == 0xC210
         assert within == 0x0000
         assert "nested deeper than 32" in serve.log()
+
+
+def test_a_stalled_tls_handshake_and_a_stalled_record_are_closed(tmp_path: Path, free_port: Callable[[], int]) -> None:
+    """With TLS on, a connection stalled inside its handshake, or inside a TLS record after it, is closed too."""
+    import ssl
+
+    from tests.conftest import require_tool
+    from tests.ingest_support import make_pki
+
+    pki = make_pki(require_tool("openssl"), tmp_path / "pki")
+    tls = {"enabled": True, "certificate": str(pki.server_cert), "private_key": str(pki.server_key)}
+    with short_serve(tmp_path, free_port(), tls=tls) as serve:
+        with connect(serve.port) as handshake:
+            handshake.sendall(b"\x16\x03\x01")  # 3 bytes of a ClientHello record, then nothing
+            assert is_closed_within(handshake, CLOSE_WITHIN), "a stalled TLS handshake was kept"
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        context.check_hostname = False
+        with context.wrap_socket(connect(serve.port)) as record:
+            record.sendall(b"\x01\x00\x00")  # inside the TLS channel: 3 bytes of a PDU header, then nothing
+            started = time.monotonic()
+            record.settimeout(CLOSE_WITHIN)
+            try:
+                closed = record.recv(1) == b""
+            except (ssl.SSLError, ConnectionError):
+                closed = True
+            except TimeoutError:
+                closed = False
+            assert closed and time.monotonic() - started < CLOSE_WITHIN, "a stalled PDU under TLS was kept"
+        assert "closing the connection from 127.0.0.1" in serve.log()
