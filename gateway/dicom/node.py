@@ -24,7 +24,13 @@ from gateway.dicom.admission import (
     admission,
     resolve_host,
 )
-from gateway.dicom.receive import GatewayAssociation, GatewayServer, PendingConnections, spooled_data
+from gateway.dicom.receive import (
+    PROTOCOL_LOG,
+    GatewayAssociation,
+    GatewayServer,
+    PendingConnections,
+    spooled_data,
+)
 from gateway.dicom.store import InstanceStore, StoreResult, StoreStatus, handle_store
 from gateway.spool import Spool
 
@@ -167,6 +173,7 @@ class DicomNode:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._stopped.set()
+        PROTOCOL_LOG.flush()  # protocol errors counted but not logged yet
         LOGGER.info("DICOM node stopped")
 
     @property
