@@ -32,8 +32,6 @@ is the order of the polyline's points.
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Collection
 
 import highdicom as hd
@@ -183,39 +181,11 @@ def trajectory_label(ctx: EncodeContext, image: ImageWork) -> str:
     return f"{trajectory_tracking_id(ctx, image)}, {count} fixation{'s' if count != 1 else ''}"
 
 
-#: Fewest vertices of the trajectory polyline.  OHIF (3.13) reads a POLYLINE of 4 or 5 points as a
-#: rectangle and does not track one of 2 or 3 points; with 6 or more it is an open contour.
-MIN_TRAJECTORY_VERTICES = 6
-
-
-def trajectory_step(fixations: int) -> int:
-    """How many polyline segments each step between two fixations is cut into (1 when none is needed).
-
-    Fixation ``i`` (from 0) is then vertex ``i * step`` of the polyline, and the vertices between
-    are evenly spaced on the straight line from one fixation to the next.
-    """
-    if fixations < 2 or fixations >= MIN_TRAJECTORY_VERTICES:
-        return 1
-    return math.ceil((MIN_TRAJECTORY_VERTICES - 1) / (fixations - 1))
-
-
-def trajectory_vertices(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The polyline through ``points`` (N x 2, in reading order), with :func:`trajectory_step` - 1
-    evenly spaced vertices added on each step, so that a viewer draws it as one open path."""
-    step = trajectory_step(len(points))
-    if step == 1:
-        return points
-    fractions = np.arange(step, dtype=np.float64) / step
-    pieces = [start + np.outer(fractions, end - start) for start, end in itertools.pairwise(points)]
-    return np.vstack([*pieces, points[-1:]])
-
-
 def _trajectory_groups(ctx: EncodeContext, image: ImageWork, algorithm: AlgorithmIdentification) -> list[Group]:
     """One TID 1410 group: the fixations in reading order, as an open POLYLINE (a POINT for one).
 
-    The order of the vertices is the order of the fixations (see :func:`trajectory_vertices` for
-    the vertices added between 2 to 5 fixations); the per-fixation NUM items of earlier
-    versions are gone, as they made OHIF drop the report when it was tracked.
+    The order of the points is the order of the fixations; the per-fixation NUM items of
+    earlier versions are gone, as they made OHIF drop the report when it was tracked.
     """
     if not image.trajectory:
         return []
@@ -225,7 +195,7 @@ def _trajectory_groups(ctx: EncodeContext, image: ImageWork, algorithm: Algorith
             uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),
             identifier=trajectory_tracking_id(ctx, image),
         ),
-        referenced_region=_region(image, "POLYLINE" if len(points) >= 2 else "POINT", trajectory_vertices(points)),
+        referenced_region=_region(image, "POLYLINE" if len(points) >= 2 else "POINT", points),
         finding_type=codes.INSPECTION_TRAJECTORY,
         algorithm_id=algorithm,
     )
