@@ -17,8 +17,8 @@ Content tree (one SR for the study)::
                                Comment "F1 visual clue 2: <sentence>" (repeated boxes left out)
         per statement:         TID 1410 group "S1 statement", evidence box, Comment "S1: <sentence>",
                                no Finding code: a normal or unlabelled sentence is not a finding
-        per image trajectory:  TID 1410 group "Inspection trajectory", open POLYLINE of the
-                               fixations in reading order (POINT for one), Comment
+        per image trajectory:  TID 1410 group "<OHIF prefix>Inspection trajectory", open POLYLINE
+                               of the fixations in reading order (POINT for one), Comment
                                "Inspection trajectory, N fixations"
       CONTAINS         CONTAINER Qualitative Evaluations  [TID 1500 rows 12-14]
         per absent finding:    CODE <finding> = Absent
@@ -170,6 +170,13 @@ def _finding_groups(
     return groups
 
 
+#: The start of a Tracking Identifier that tells OHIF (Cornerstone3D's SR adapters) to track a
+#: group as an open freehand contour.  OHIF 3.13 tracks a group whose identifier has no such
+#: prefix only by its shape (a 4/5-point POLYLINE as a rectangle, a POINT as a probe) and
+#: silently leaves any other POLYLINE out; OHIF writes these prefixes in its own SRs.
+OHIF_OPEN_PATH_PREFIX = "Cornerstone3DTools@^0.1.0:PlanarFreehandROI:"
+
+
 def trajectory_tracking_id(ctx: EncodeContext, image: ImageWork, suffix: str = "") -> str:
     base = "Inspection trajectory" + suffix
     return base if len(ctx.images) == 1 else f"{base}, image {image.number}"
@@ -185,15 +192,18 @@ def _trajectory_groups(ctx: EncodeContext, image: ImageWork, algorithm: Algorith
     """One TID 1410 group: the fixations in reading order, as an open POLYLINE (a POINT for one).
 
     The order of the points is the order of the fixations; the per-fixation NUM items of
-    earlier versions are gone, as they made OHIF drop the report when it was tracked.
+    earlier versions are gone, as they made OHIF drop the report when it was tracked.  The
+    Tracking Identifier of a path starts with :data:`OHIF_OPEN_PATH_PREFIX`, so that OHIF keeps it
+    when the report is tracked; the Comment is the label a radiologist reads.
     """
     if not image.trajectory:
         return []
     points = np.array([[f.point.x, f.point.y] for f in image.trajectory], dtype=np.float64)
+    identifier = trajectory_tracking_id(ctx, image)
     group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
             uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),
-            identifier=trajectory_tracking_id(ctx, image),
+            identifier=(OHIF_OPEN_PATH_PREFIX + identifier) if len(points) >= 2 else identifier,
         ),
         referenced_region=_region(image, "POLYLINE" if len(points) >= 2 else "POINT", points),
         finding_type=codes.INSPECTION_TRAJECTORY,

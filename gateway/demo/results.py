@@ -98,7 +98,7 @@ def _read_group(group: Dataset, content: SRContent) -> None:
             comment = str(item.TextValue)
         elif item.ValueType == "SCOORD" and item.GraphicType in ("POLYLINE", "POINT"):
             polyline = [float(v) for v in item.GraphicData]
-    if tracking.startswith("Inspection trajectory") and polyline is not None:
+    if "Inspection trajectory" in tracking and polyline is not None:  # after a viewer's prefix, if any
         content.trajectory.extend(zip(polyline[0::2], polyline[1::2], strict=True))
     elif " clue " in f" {tracking} " and polyline is not None:
         content.clue_boxes.append((tracking, _box(polyline)))

@@ -200,6 +200,8 @@ def test_sr_trajectory_keeps_reading_order(written: dict[str, Dataset], source: 
     assert all(abs(a - c) <= 0.5 and abs(b - d) <= 0.5 for (a, b), (c, d) in zip(points, expected, strict=True))
     # One measurement, labelled as one thing; no NUM items that break a viewer's tracking.
     trajectory = groups["Inspection trajectory"]
+    identifier = child(trajectory, "Tracking Identifier").TextValue
+    assert identifier == "Cornerstone3DTools@^0.1.0:PlanarFreehandROI:Inspection trajectory"  # OHIF keeps it
     assert child(trajectory, "Comment", "TEXT").TextValue == "Inspection trajectory, 5 fixations"
     assert not [item for item in trajectory.ContentSequence if item.ValueType == "NUM"]
 

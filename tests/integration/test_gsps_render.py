@@ -210,7 +210,8 @@ def sr_regions(sr: Dataset) -> dict[str, SRRegion]:
             if child.ValueType == "UIDREF" and meaning == "Tracking Unique Identifier":
                 uid = str(child.UID)
             elif child.ValueType == "TEXT" and meaning == "Tracking Identifier":
-                identifier = str(child.TextValue)
+                # less the prefix that makes OHIF keep the trajectory (a viewer hint, not a name)
+                identifier = str(child.TextValue).removeprefix("Cornerstone3DTools@^0.1.0:PlanarFreehandROI:")
             elif child.ValueType == "SCOORD":
                 scoords.append(child)
         if uid is not None and identifier is not None and len(scoords) == 1:
