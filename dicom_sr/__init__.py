@@ -18,7 +18,6 @@ from dicom_sr.common import (
     SeriesNumbers,
 )
 from dicom_sr.encoder import encode
-from dicom_sr.sr import trajectory_step
 from dicom_sr.uids import MAX_UID_ROOT_LENGTH, check_uid_root
 
 __all__ = [
@@ -33,5 +32,4 @@ __all__ = [
     "SeriesNumbers",
     "check_uid_root",
     "encode",
-    "trajectory_step",
 ]

@@ -34,7 +34,7 @@ from dicom_sr.common import (
     copy_series_anatomy,
     finalize,
 )
-from dicom_sr.sr import box_polyline, trajectory_tracking_id, trajectory_vertices
+from dicom_sr.sr import box_polyline, trajectory_tracking_id
 
 FINDINGS_LAYER = "AI FINDINGS"
 STATEMENTS_LAYER = "AI STATEMENTS"
@@ -140,7 +140,7 @@ def _trajectory_annotation(
         objects.append(
             hd.pr.GraphicObject(
                 graphic_type="POLYLINE",
-                graphic_data=trajectory_vertices(points),  # the SR's polyline, vertex for vertex
+                graphic_data=points,
                 units="PIXEL",
                 tracking_id=trajectory_tracking_id(ctx, image),
                 tracking_uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),

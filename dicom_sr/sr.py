@@ -17,8 +17,8 @@ Content tree (one SR for the study)::
                                Comment "F1 visual clue 2: <sentence>" (repeated boxes left out)
         per statement:         TID 1410 group "S1 statement", evidence box, Comment "S1: <sentence>",
                                no Finding code: a normal or unlabelled sentence is not a finding
-        per image trajectory:  TID 1410 group "Inspection trajectory", open POLYLINE of the
-                               fixations in reading order (POINT for one), Comment
+        per image trajectory:  TID 1410 group "<OHIF prefix>Inspection trajectory", open POLYLINE
+                               of the fixations in reading order (POINT for one), Comment
                                "Inspection trajectory, N fixations"
       CONTAINS         CONTAINER Qualitative Evaluations  [TID 1500 rows 12-14]
         per absent finding:    CODE <finding> = Absent
@@ -32,8 +32,6 @@ is the order of the polyline's points.
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Collection
 
 import highdicom as hd
@@ -172,6 +170,13 @@ def _finding_groups(
     return groups
 
 
+#: The start of a Tracking Identifier that tells OHIF (Cornerstone3D's SR adapters) to track a
+#: group as an open freehand contour.  OHIF 3.13 tracks a group whose identifier has no such
+#: prefix only by its shape (a 4/5-point POLYLINE as a rectangle, a POINT as a probe) and
+#: silently leaves any other POLYLINE out; OHIF writes these prefixes in its own SRs.
+OHIF_OPEN_PATH_PREFIX = "Cornerstone3DTools@^0.1.0:PlanarFreehandROI:"
+
+
 def trajectory_tracking_id(ctx: EncodeContext, image: ImageWork, suffix: str = "") -> str:
     base = "Inspection trajectory" + suffix
     return base if len(ctx.images) == 1 else f"{base}, image {image.number}"
@@ -183,49 +188,24 @@ def trajectory_label(ctx: EncodeContext, image: ImageWork) -> str:
     return f"{trajectory_tracking_id(ctx, image)}, {count} fixation{'s' if count != 1 else ''}"
 
 
-#: Fewest vertices of the trajectory polyline.  OHIF (3.13) reads a POLYLINE of 4 or 5 points as a
-#: rectangle and does not track one of 2 or 3 points; with 6 or more it is an open contour.
-MIN_TRAJECTORY_VERTICES = 6
-
-
-def trajectory_step(fixations: int) -> int:
-    """How many polyline segments each step between two fixations is cut into (1 when none is needed).
-
-    Fixation ``i`` (from 0) is then vertex ``i * step`` of the polyline, and the vertices between
-    are evenly spaced on the straight line from one fixation to the next.
-    """
-    if fixations < 2 or fixations >= MIN_TRAJECTORY_VERTICES:
-        return 1
-    return math.ceil((MIN_TRAJECTORY_VERTICES - 1) / (fixations - 1))
-
-
-def trajectory_vertices(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The polyline through ``points`` (N x 2, in reading order), with :func:`trajectory_step` - 1
-    evenly spaced vertices added on each step, so that a viewer draws it as one open path."""
-    step = trajectory_step(len(points))
-    if step == 1:
-        return points
-    fractions = np.arange(step, dtype=np.float64) / step
-    pieces = [start + np.outer(fractions, end - start) for start, end in itertools.pairwise(points)]
-    return np.vstack([*pieces, points[-1:]])
-
-
 def _trajectory_groups(ctx: EncodeContext, image: ImageWork, algorithm: AlgorithmIdentification) -> list[Group]:
     """One TID 1410 group: the fixations in reading order, as an open POLYLINE (a POINT for one).
 
-    The order of the vertices is the order of the fixations (see :func:`trajectory_vertices` for
-    the vertices added between 2 to 5 fixations); the per-fixation NUM items of earlier
-    versions are gone, as they made OHIF drop the report when it was tracked.
+    The order of the points is the order of the fixations; the per-fixation NUM items of
+    earlier versions are gone, as they made OHIF drop the report when it was tracked.  The
+    Tracking Identifier of a path starts with :data:`OHIF_OPEN_PATH_PREFIX`, so that OHIF keeps it
+    when the report is tracked; the Comment is the label a radiologist reads.
     """
     if not image.trajectory:
         return []
     points = np.array([[f.point.x, f.point.y] for f in image.trajectory], dtype=np.float64)
+    identifier = trajectory_tracking_id(ctx, image)
     group = PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(
             uid=ctx.uids.uid("tracking", image.sop_instance_uid, "trajectory"),
-            identifier=trajectory_tracking_id(ctx, image),
+            identifier=(OHIF_OPEN_PATH_PREFIX + identifier) if len(points) >= 2 else identifier,
         ),
-        referenced_region=_region(image, "POLYLINE" if len(points) >= 2 else "POINT", trajectory_vertices(points)),
+        referenced_region=_region(image, "POLYLINE" if len(points) >= 2 else "POINT", points),
         finding_type=codes.INSPECTION_TRAJECTORY,
         algorithm_id=algorithm,
     )

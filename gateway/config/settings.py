@@ -140,7 +140,17 @@ class Timeouts(Section):
 
     acse: float | None = Field(default=30.0, gt=0, description="association negotiation and release")
     dimse: float | None = Field(default=60.0, gt=0, description="waiting for a DIMSE message")
-    network: float | None = Field(default=120.0, gt=0, description="an association with no traffic is aborted")
+    network: float | None = Field(
+        default=120.0,
+        gt=0,
+        description="an association with no traffic is aborted; also the longest wait for the rest of a PDU",
+    )
+    admission: float = Field(
+        default=10.0,
+        gt=0,
+        description="a connection not admitted this long after it was accepted (TLS handshake and association "
+        "request included) is closed; the shorter of this and acse applies",
+    )
 
 
 class TLSSettings(Section):
@@ -193,6 +203,12 @@ class DicomSettings(Section):
     )
     max_associations: int = Field(
         default=10, ge=1, description="concurrent associations; beyond it: rejected (transient)"
+    )
+    max_pending_connections: int = Field(
+        default=64, ge=1, description="connections not yet admitted (no association request decided), in total"
+    )
+    max_pending_per_address: int = Field(
+        default=8, ge=1, description="connections not yet admitted from one IP address"
     )
     max_pdu_size: Annotated[int, AfterValidator(_max_pdu_size)] = Field(
         default=1_048_576, description="largest PDU we accept, in bytes; 0 means no limit"

@@ -7,7 +7,6 @@ the gateway meant to send.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -21,8 +20,6 @@ from pydicom.uid import (
     GrayscaleSoftcopyPresentationStateStorage,
     SegmentationStorage,
 )
-
-from dicom_sr import trajectory_step
 
 #: What the default chest rule asks for.
 EXPECTED_SOP_CLASSES = (
@@ -86,10 +83,6 @@ def read_sr(sr: Dataset) -> SRContent:
     return content
 
 
-#: "Inspection trajectory, 31 fixations": the count that says which vertices are fixations.
-_FIXATIONS = re.compile(r"\b(\d+) fixations?\b")
-
-
 def _read_group(group: Dataset, content: SRContent) -> None:
     tracking = finding = text = comment = ""
     polyline: list[float] | None = None
@@ -105,11 +98,8 @@ def _read_group(group: Dataset, content: SRContent) -> None:
             comment = str(item.TextValue)
         elif item.ValueType == "SCOORD" and item.GraphicType in ("POLYLINE", "POINT"):
             polyline = [float(v) for v in item.GraphicData]
-    if tracking.startswith("Inspection trajectory") and polyline is not None:
-        vertices = list(zip(polyline[0::2], polyline[1::2], strict=True))
-        counted = _FIXATIONS.search(comment)
-        step = trajectory_step(int(counted.group(1))) if counted else 1
-        content.trajectory.extend(vertices[::step])
+    if "Inspection trajectory" in tracking and polyline is not None:  # after a viewer's prefix, if any
+        content.trajectory.extend(zip(polyline[0::2], polyline[1::2], strict=True))
     elif " clue " in f" {tracking} " and polyline is not None:
         content.clue_boxes.append((tracking, _box(polyline)))
     elif tracking.startswith("S") and not finding:  # a statement: "S1: The trachea is midline."

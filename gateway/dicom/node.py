@@ -24,7 +24,13 @@ from gateway.dicom.admission import (
     admission,
     resolve_host,
 )
-from gateway.dicom.receive import GatewayAssociation, GatewayServer, spooled_data
+from gateway.dicom.receive import (
+    PROTOCOL_LOG,
+    GatewayAssociation,
+    GatewayServer,
+    PendingConnections,
+    spooled_data,
+)
 from gateway.dicom.store import InstanceStore, StoreResult, StoreStatus, handle_store
 from gateway.spool import Spool
 
@@ -81,6 +87,7 @@ class DicomNode:
                 evt_handlers=handlers,
                 server_class=GatewayServer,
                 hooks=self,
+                pending=self.pending_connections(),
             ),
         )
         ae._servers.append(server)
@@ -90,15 +97,36 @@ class DicomNode:
         self._thread.start()
         host, port = server.server_address[:2]
         LOGGER.info(
-            "DICOM node %s listening on %s:%d%s (max %d associations, max PDU %s)",
+            "DICOM node %s listening on %s:%d%s (max %d associations, max PDU %s, "
+            "max %d connections waiting for admission, %d per address, for %g s)",
             "/".join(self.settings.ae_titles),
             host,
             port,
             " with TLS" if self._ssl_context else "",
             self.settings.max_associations,
             self.settings.max_pdu_size or "unlimited",
+            server.pending.max_total,
+            server.pending.max_per_address,
+            server.pending.timeout,
         )
         return str(host), int(port)
+
+    def pending_connections(self) -> PendingConnections:
+        """The limits on connections not admitted yet: ``timeouts.admission`` (or ``timeouts.acse``, if shorter)."""
+        settings = self.settings
+        timeout = settings.timeouts.admission
+        if settings.timeouts.acse is not None:
+            timeout = min(timeout, settings.timeouts.acse)
+        return PendingConnections(
+            max_total=settings.max_pending_connections,
+            max_per_address=settings.max_pending_per_address,
+            timeout=timeout,
+        )
+
+    @property
+    def pending_count(self) -> int:
+        """Connections accepted but not admitted (or rejected) yet."""
+        return self._server.pending.count if self._server is not None else 0
 
     def _application_entity(self) -> AE:
         settings = self.settings
@@ -145,6 +173,7 @@ class DicomNode:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._stopped.set()
+        PROTOCOL_LOG.flush()  # protocol errors counted but not logged yet
         LOGGER.info("DICOM node stopped")
 
     @property

@@ -6,15 +6,27 @@ headers of the whole data set exactly as PS3.5 §7 lays them out, skipping every
 including the pixel data (native or encapsulated), and raises :class:`MalformedDatasetError` with
 the offset of the first problem.  It reads only element headers, so it costs a few hundred
 small reads whatever the image size.
+
+Sequences are walked (and their nesting depth limited to :data:`MAX_DEPTH`) in every transfer
+syntax.  In explicit VR an element says it is a sequence (VR SQ).  In implicit VR (and inside
+an explicit UN value, which holds implicit VR content, PS3.5 §6.2.2) only the data dictionary
+knows (PS3.5 §7.1.3): an element the dictionary lists as SQ is walked as a sequence, one it
+lists with another VR is skipped, and a value of a tag it does not know (private tags) is
+walked as a sequence when it is one, that is when it starts with an item tag and its items
+fill it exactly; otherwise it is an opaque value.  An undefined length outside pixel data can
+only be a sequence, whatever the dictionary says.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 import tempfile
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from pydicom.datadict import dictionary_VR
 
 _VALID_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
@@ -26,7 +38,9 @@ _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
-_MAX_DEPTH = 32
+#: Deepest nesting of sequences accepted (a data set inside 32 sequences).
+MAX_DEPTH = 32
+_MAX_DEPTH = MAX_DEPTH
 #: An inflated (deflate transfer syntax) data set larger than this is refused.
 MAX_INFLATED_BYTES = 4 << 30
 
@@ -38,6 +52,21 @@ class MalformedDatasetError(ValueError):
         super().__init__(f"{reason} at byte {offset} of the data set")
         self.reason = reason
         self.offset = offset
+
+
+class NestingTooDeepError(MalformedDatasetError):
+    """Sequences are nested deeper than :data:`MAX_DEPTH`."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vr(tag: int) -> str | None:
+    """The VR the data dictionary gives ``tag`` ("SQ", "US or SS", ...), or None when it does not know the tag."""
+    if tag >> 16 & 1:  # private: its VR depends on the private creator
+        return None
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -71,7 +100,7 @@ class _Walker:
     ) -> int:
         """Walk elements from ``offset``; returns the offset after the data set (or its item delimiter)."""
         if depth > _MAX_DEPTH:
-            raise MalformedDatasetError(f"sequences nested deeper than {_MAX_DEPTH} levels", offset)
+            raise NestingTooDeepError(f"sequences nested deeper than {_MAX_DEPTH} levels", offset)
         while offset < end:
             group, element = self._tag.unpack(self.read(offset, 4, end))
             tag = group << 16 | element
@@ -116,12 +145,38 @@ class _Walker:
                 raise MalformedDatasetError(
                     f"value of ({group:04X},{element:04X}) ({length} bytes) runs past the end of the data set", offset
                 )
-            if vr == b"SQ" and length:
-                self.sequence_defined(value_offset, value_offset + length, depth + 1, implicit=implicit)
+            if length:
+                self.defined_value(tag, vr, value_offset, value_offset + length, depth + 1, implicit=implicit)
             offset = value_offset + length
         if in_undefined_item:
             raise MalformedDatasetError("item without its item delimiter", offset)
         return offset
+
+    def defined_value(self, tag: int, vr: bytes, offset: int, end: int, depth: int, *, implicit: bool) -> None:
+        """A defined-length value: walked when it is a sequence (``depth`` is the sequence's)."""
+        if vr == b"SQ":
+            self.sequence_defined(offset, end, depth, implicit=implicit)
+        elif vr in (b"", b"UN"):  # implicit VR, or UN (implicit VR content): the dictionary decides
+            dictionary = _dictionary_vr(tag)
+            if dictionary == "SQ":
+                self.sequence_defined(offset, end, depth, implicit=True)
+            elif dictionary is None:
+                self.maybe_sequence(offset, end, depth)
+
+    def maybe_sequence(self, offset: int, end: int, depth: int) -> None:
+        """A defined-length value whose VR the dictionary does not know: walked if it is a sequence.
+
+        Only nesting that is too deep is an error here; a value that is not a well-formed
+        sequence is an opaque value of some other VR.
+        """
+        if end - offset < 8 or self._item_header(offset, end)[0] != _ITEM:
+            return
+        try:
+            self.sequence_defined(offset, end, depth, implicit=True)
+        except NestingTooDeepError:
+            raise
+        except MalformedDatasetError:
+            return
 
     def sequence(self, offset: int, end: int, depth: int, *, implicit: bool) -> int:
         """An undefined-length sequence: items until the sequence delimiter."""

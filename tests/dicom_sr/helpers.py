@@ -157,14 +157,18 @@ def concept_meaning(item: Dataset) -> str:
     return str(item.ConceptNameCodeSequence[0].CodeMeaning)
 
 
+#: The viewer prefix of the trajectory's Tracking Identifier (dicom_sr.sr.OHIF_OPEN_PATH_PREFIX).
+OHIF_PREFIX = "Cornerstone3DTools@^0.1.0:PlanarFreehandROI:"
+
+
 def tracking_groups(sr: Dataset) -> dict[str, Dataset]:
-    """Measurement groups of an SR by tracking identifier."""
+    """Measurement groups of an SR by tracking identifier, less the OHIF prefix (tested on its own)."""
     groups = {}
     for item in content_items(sr):
         if item.ValueType == "CONTAINER" and concept_meaning(item) == "Measurement Group":
             for child in item.ContentSequence:
                 if child.ValueType == "TEXT" and concept_meaning(child) == "Tracking Identifier":
-                    groups[str(child.TextValue)] = item
+                    groups[str(child.TextValue).removeprefix(OHIF_PREFIX)] = item
     return groups
 
 

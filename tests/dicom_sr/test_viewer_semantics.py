@@ -6,13 +6,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
 from dicom_sr import encode
-from dicom_sr.sr import trajectory_step, trajectory_vertices
 from inference.results import Finding, Fixation, ImageAnalysis, Point
 from inference.testing import FAKE_IDENTITY
 from tests.dicom_sr.helpers import (
@@ -170,26 +168,3 @@ def test_the_new_encoding_validates(chest_cr: Dataset, tmp_path: Path, dicom_too
             code, report = dcmpschk_report(dicom_tool, path)
             assert code == 0, report
         assert pydicom.dcmread(path).SOPInstanceUID == dataset.SOPInstanceUID
-
-
-@pytest.mark.parametrize(("fixations", "vertices"), [(1, 1), (2, 6), (3, 7), (4, 7), (5, 9), (6, 6), (31, 31)])
-def test_the_trajectory_polyline_has_at_least_six_vertices_and_the_fixations_on_every_step(
-    fixations: int, vertices: int
-) -> None:
-    points = np.array([[10.0 * i, 3.0 * i * i] for i in range(fixations)])
-    path = trajectory_vertices(points)
-    assert len(path) == vertices
-    step = trajectory_step(fixations)
-    np.testing.assert_allclose(path[::step], points)
-    if step > 1:  # the added vertices lie on the straight line between two fixations
-        np.testing.assert_allclose(path[1 : step + 1], np.linspace(points[0], points[1], step + 1)[1:])
-
-
-def test_the_gateways_reader_recovers_fixations_and_statements(chest_cr: Dataset) -> None:
-    from gateway.demo.results import read_sr
-
-    sr = _encode(chest_cr, _analysis(chest_cr))[0]
-    content = read_sr(sr)
-    assert content.trajectory == [(1375.0, 1500.0), (950.0, 325.0), (900.0, 900.0)]
-    assert [f.tracking_id for f in content.findings] == ["F1 pleural effusion"]
-    assert [(s.tracking_id, s.text) for s in content.statements] == [("S1 statement", "The trachea is midline.")]

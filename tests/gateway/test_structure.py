@@ -219,3 +219,53 @@ def test_implicit_vr_walks_nested_sequences() -> None:
     check_structure(io.BytesIO(data), 0, len(data), IMPLICIT_LE)
     with pytest.raises(MalformedDatasetError):
         check_structure(io.BytesIO(data[:-5]), 0, len(data) - 5, IMPLICIT_LE)
+
+
+def implicit_element(group: int, elem: int, value: bytes) -> bytes:
+    return struct.pack("<HHI", group, elem, len(value)) + value
+
+
+def implicit_nested(depth: int, tag: tuple[int, int] = (0x0040, 0xA730)) -> bytes:
+    """``depth`` defined-length sequences (``tag``) nested in implicit VR little endian."""
+    data = implicit_element(0x0008, 0x0100, b"X\x00")
+    for _ in range(depth):
+        item = struct.pack("<HHI", 0xFFFE, 0xE000, len(data)) + data
+        data = implicit_element(*tag, item)
+    return data
+
+
+IMPLICIT_SOP_CLASS = implicit_element(0x0008, 0x0016, b"1.2.840.10008.5.1.4.1.1.7\x00")
+
+
+def test_implicit_vr_defined_length_sequences_count_towards_the_depth_limit() -> None:
+    check_bytes(IMPLICIT_SOP_CLASS + implicit_nested(32), IMPLICIT_LE)  # the limit itself passes
+    with pytest.raises(MalformedDatasetError, match="nested deeper than 32"):
+        check_bytes(IMPLICIT_SOP_CLASS + implicit_nested(40), IMPLICIT_LE)
+
+
+def test_implicit_vr_private_sequences_are_walked_when_they_are_sequences() -> None:
+    with pytest.raises(MalformedDatasetError, match="nested deeper than 32"):
+        check_bytes(IMPLICIT_SOP_CLASS + implicit_nested(40, tag=(0x0009, 0x1010)), IMPLICIT_LE)
+    # a private value that only starts like an item is an opaque value, not a malformed data set
+    opaque = implicit_element(0x0009, 0x1011, struct.pack("<HHI", 0xFFFE, 0xE000, 1000) + b"\x00" * 8)
+    check_bytes(IMPLICIT_SOP_CLASS + opaque, IMPLICIT_LE)
+
+
+def test_implicit_vr_values_the_dictionary_types_are_not_walked() -> None:
+    # LUT Data is "US or OW" in the dictionary: bytes that look like an item header are just its value
+    odd = implicit_element(0x0028, 0x3006, struct.pack("<HHI", 0xFFFE, 0xE000, 0))  # LUT Data (US or OW)
+    check_bytes(IMPLICIT_SOP_CLASS + odd, IMPLICIT_LE)
+    # a dictionary SQ whose value is not a sequence is malformed
+    broken = implicit_element(0x0040, 0xA730, b"\x01\x02\x03\x04\x05\x06\x07\x08")
+    with pytest.raises(MalformedDatasetError, match="expected an item tag"):
+        check_bytes(IMPLICIT_SOP_CLASS + broken, IMPLICIT_LE)
+
+
+def test_explicit_vr_un_sequences_count_towards_the_depth_limit() -> None:
+    # an SQ sent as UN with a defined length holds implicit VR content (PS3.5 §6.2.2); pydicom reads it as SQ
+    nested = implicit_nested(40)
+    un = struct.pack("<HH2sHI", 0x0040, 0xA730, b"UN", 0, len(nested) - 8) + nested[8:]
+    with pytest.raises(MalformedDatasetError, match="nested deeper than 32"):
+        check_bytes(SOP_CLASS + un)
+    shallow = implicit_nested(3)
+    check_bytes(SOP_CLASS + struct.pack("<HH2sHI", 0x0040, 0xA730, b"UN", 0, len(shallow) - 8) + shallow[8:])

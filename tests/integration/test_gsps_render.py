@@ -40,7 +40,6 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
 from dicom_sr import encode
-from dicom_sr.sr import trajectory_step
 from inference.results import ImageAnalysis
 from tests.dicom_sr.helpers import (
     WHEN,
@@ -211,7 +210,8 @@ def sr_regions(sr: Dataset) -> dict[str, SRRegion]:
             if child.ValueType == "UIDREF" and meaning == "Tracking Unique Identifier":
                 uid = str(child.UID)
             elif child.ValueType == "TEXT" and meaning == "Tracking Identifier":
-                identifier = str(child.TextValue)
+                # less the prefix that makes OHIF keep the trajectory (a viewer hint, not a name)
+                identifier = str(child.TextValue).removeprefix("Cornerstone3DTools@^0.1.0:PlanarFreehandROI:")
             elif child.ValueType == "SCOORD":
                 scoords.append(child)
         if uid is not None and identifier is not None and len(scoords) == 1:
@@ -490,14 +490,11 @@ def test_trajectory_lands_where_the_sr_puts_it(rendered: Rendered) -> None:
     region = sr_regions(rendered.sr)[str(stored.TrackingUID)]
     assert (path.units, region.graphic_type) == ("pixel", "POLYLINE")
     assert_points(path.points, region.points, "the trajectory")
-    # The SR's polyline has vertices added between 2 to 5 fixations (for OHIF); the fixations are
-    # every trajectory_step-th vertex.
-    sr_fixations = region.points[:: trajectory_step(len(fixations))]
     in_order = [(f.point.x, f.point.y) for f in sorted(fixations, key=lambda f: f.index)]
-    assert_points(sr_fixations, in_order, "the SR's trajectory (fixation order)")
+    assert_points(region.points, in_order, "the SR's trajectory (fixation order)")
 
     circles = [g for g in trajectory.graphics if g.kind == "circle"]
-    assert_points([c.points[0] for c in circles], sr_fixations, "the fixation circles")
+    assert_points([c.points[0] for c in circles], region.points, "the fixation circles")
     rows, columns = int(rendered.source.Rows), int(rendered.source.Columns)
     for circle in circles:
         (cx, cy), (ex, ey) = circle.points
@@ -505,7 +502,7 @@ def test_trajectory_lands_where_the_sr_puts_it(rendered: Rendered) -> None:
         assert 0 <= ex <= columns and 0 <= ey <= rows
     numbered = [t for t in trajectory.texts if t.anchor is not None]
     assert [t.value for t in numbered] == [str(f.index) for f in sorted(fixations, key=lambda f: f.index)]
-    assert_points([t.anchor for t in numbered if t.anchor is not None], sr_fixations, "the fixation numbers")
+    assert_points([t.anchor for t in numbered if t.anchor is not None], region.points, "the fixation numbers")
 
 
 def main(argv: list[str]) -> int:
