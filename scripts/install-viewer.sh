@@ -41,7 +41,7 @@ echo "install-viewer: fetching @ohif/app@${OHIF_VERSION} (npm pack)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 tarball="$(npm pack "@ohif/app@${OHIF_VERSION}" --pack-destination "$work" --silent --loglevel=error | tail -n 1)"
-actual="sha512-$(openssl dgst -sha512 -binary "$work/$tarball" | base64 -w0)"
+actual="sha512-$(node -e 'const c=require("crypto"),f=require("fs");process.stdout.write(c.createHash("sha512").update(f.readFileSync(process.argv[1])).digest("base64"))' "$work/$tarball")"
 if [ "$actual" != "$OHIF_INTEGRITY" ]; then
     echo "install-viewer: @ohif/app@${OHIF_VERSION} does not match its pinned SHA-512 ($actual)" >&2
     exit 1
