@@ -103,7 +103,8 @@ def _read_group(group: Dataset, content: SRContent) -> None:
     elif " clue " in f" {tracking} " and polyline is not None:
         content.clue_boxes.append((tracking, _box(polyline)))
     elif tracking.startswith("S") and not finding:  # a statement: "S1: The trachea is midline."
-        sentence = comment.split(": ", 1)[-1]
+        key = tracking.split(" ", 1)[0]
+        sentence = comment.split(f"{key}: ", 1)[-1]  # after "S1: " (and a demo notice before it)
         content.statements.append(ReportedFinding(tracking, "", sentence, _box(polyline) if polyline else None))
     elif tracking:
         content.findings.append(ReportedFinding(tracking, finding, text, _box(polyline) if polyline else None))

@@ -196,3 +196,28 @@ def test_the_demo_checkpoint_keeps_the_figures_it_has(ci_evaluations: dict[str, 
     assert located.images_without_sentences == 0
     assert located.observation_iou >= LOCATED_IOU_FLOOR, located.to_json()["labels"]
     assert located.trajectory["cosine_centered"] >= LOCATED_CENTRED_COSINE_FLOOR, located.trajectory
+
+
+def test_the_demo_model_on_the_real_chest_cr_gives_a_report_that_says_it_was_cut(
+    demo_engine: Any, chest_cr: pydicom.Dataset
+) -> None:
+    """Issue 26 item 6, end to end: on the NEMA chest CR the demo model loops, the runtime cuts the
+    report, and the SR must say PARTIAL and what was dropped (it said COMPLETE before)."""
+    from dicom_sr import encode
+
+    analysis = demo_engine.analyze([chest_cr])
+    (image,) = analysis.images
+    assert any("loop" in omission or "token budget" in omission for omission in image.omissions), image.omissions
+    sr = encode(analysis, [chest_cr], ("sr",), analysis_id="nema-cr")[0]
+    assert sr.CompletionFlag == "PARTIAL"
+    findings = [
+        item.TextValue
+        for container in sr.ContentSequence
+        if container.get("ContentSequence")
+        and container.ConceptNameCodeSequence[0].CodeMeaning == "Qualitative Evaluations"
+        for item in container.ContentSequence
+        if item.ValueType == "TEXT"
+    ]
+    (text,) = findings
+    assert "[INCOMPLETE: " in text and text.startswith("DEMO MODEL - NOT FOR CLINICAL USE.")
+    assert sr.SeriesDescription.startswith("DEMO MODEL - NOT FOR CLINICAL USE")
