@@ -48,8 +48,11 @@ def start_short_serve(
 def short_serve(
     directory: Path, port: int, sections: dict[str, dict[str, Any]] | None = None, **dicom: Any
 ) -> Iterator[ServeProcess]:
+    """A short-timeout ``gazex serve`` whose model is loaded: the import of the model's libraries holds
+    the interpreter for seconds, so timings taken while it runs measure the import, not the node."""
     serve = start_short_serve(directory, port, sections, **dicom)
     try:
+        wait_for_model(serve)
         yield serve
     finally:
         serve.kill()

@@ -25,7 +25,6 @@ from tests.receive_support import (
     short_serve,
     storage_scu,
     store_raw,
-    wait_for_model,
     wait_until,
 )
 
@@ -94,7 +93,8 @@ def test_connections_before_admission_are_capped_per_address(tmp_path: Path, fre
         silent = [connect(serve.port) for _ in range(4)]
         try:
             with connect(serve.port) as fifth:
-                assert is_closed_within(fifth, 3), "a fifth silent connection from one address was kept"
+                # at once, not at the 20 s admission timeout (the margin is for a busy machine)
+                assert is_closed_within(fifth, CLOSE_WITHIN), "a fifth silent connection from one address was kept"
             assert "connections from 127.0.0.1 are waiting for admission" in serve.log()
         finally:
             for sock in silent:
@@ -113,7 +113,7 @@ def test_fifty_connections_before_admission_hold_little_memory_and_are_all_close
         tmp_path, free_port(), timeouts=timeouts, max_pending_per_address=64, max_pending_connections=64
     ) as serve:
         pid = serve.process.pid
-        wait_for_model(serve)  # loading it grows the process by some 300 MB, whatever the network does
+        # short_serve waited for the model: loading it grows the process by some 300 MB, whatever the network does
         assert echo_status(serve.port) == 0x0000
         before = process_stats(pid)
         sockets: list[socket.socket] = []
