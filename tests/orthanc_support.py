@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.ingest_support import serve_config
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ORTHANC_DIR = REPO_ROOT / "deploy" / "orthanc"
 ORTHANC_CONFIG = ORTHANC_DIR / "orthanc.json"
@@ -152,6 +154,34 @@ class OrthancExitedError(RuntimeError):
         super().__init__(f"Orthanc exited with status {status} before it answered:\n{log}")
         self.status = status
         self.log = log
+
+
+#: AE titles of the round trips: Orthanc as the PACS, and the gateway beside it.
+ORTHANC_AET = "PACSTEST"
+GATEWAY_AET = "GAZEXTEST"
+
+
+def gateway_beside_orthanc(
+    directory: Path, gateway_port: int, orthanc_dicom_port: int, **sections: Any
+) -> dict[str, Any]:
+    """``gazex serve``'s configuration (FakeEngine) for a gateway that Orthanc routes to and that sends back to it.
+
+    ``sections`` are further configuration sections (e.g. ``routing``).
+    """
+    return serve_config(
+        directory,
+        gateway_port,
+        dicom={
+            "ae_titles": [GATEWAY_AET],
+            "allowed_callers": [{"ae_title": ORTHANC_AET, "host": "127.0.0.1"}],
+            # Orthanc keeps its last association open a few seconds: do not wait for it at the end
+            "shutdown_grace_seconds": 1,
+        },
+        model={"path": "fake"},
+        completion={"quiet_seconds": 1, "check_interval_seconds": 0.5},
+        destinations={"pacs": {"ae_title": ORTHANC_AET, "host": "127.0.0.1", "port": orthanc_dicom_port}},
+        **sections,
+    )
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

@@ -32,8 +32,17 @@ from dicom_sr.common import SERIES_DESCRIPTIONS
 from inference.demo import PhantomConfig, generate_phantom
 from inference.demo.dicom import phantom_dataset
 from tests.conftest import missing_prerequisite
-from tests.ingest_support import serve_config, start_serve, write_config
-from tests.orthanc_support import ADMIN_PASSWORD, OrthancProcess, config_for_test, start_orthanc, wait_until
+from tests.ingest_support import start_serve, write_config
+from tests.orthanc_support import (
+    ADMIN_PASSWORD,
+    GATEWAY_AET,
+    ORTHANC_AET,
+    OrthancProcess,
+    config_for_test,
+    gateway_beside_orthanc,
+    start_orthanc,
+    wait_until,
+)
 from tests.viewer_support import (
     OHIF_DIST,
     PUPPETEER,
@@ -46,8 +55,6 @@ from tests.viewer_support import (
 
 pytestmark = pytest.mark.integration
 
-ORTHANC_AET = "PACSTEST"
-GATEWAY_AET = "GAZEXTEST"
 OUTPUTS = ["sr", "seg", "gsps", "text_sr"]
 SCREENSHOTS = REPO_ROOT / "var" / "ohif-screenshots"
 COMMENT = ("121106", "DCM")
@@ -175,19 +182,7 @@ def test_ohif_shows_the_gateways_results(
         "match": [{"modality": ["CR", "DX"], "body_part": ["CHEST"]}],
         "outputs": OUTPUTS,
     }
-    settings = serve_config(
-        tmp_path / "gazex",
-        gateway_port,
-        dicom={
-            "ae_titles": [GATEWAY_AET],
-            "allowed_callers": [{"ae_title": ORTHANC_AET, "host": "127.0.0.1"}],
-            "shutdown_grace_seconds": 1,
-        },
-        model={"path": "fake"},
-        completion={"quiet_seconds": 1, "check_interval_seconds": 0.5},
-        destinations={"pacs": {"ae_title": ORTHANC_AET, "host": "127.0.0.1", "port": orthanc_dicom}},
-        routing={"rules": [rule]},
-    )
+    settings = gateway_beside_orthanc(tmp_path / "gazex", gateway_port, orthanc_dicom, routing={"rules": [rule]})
     config = write_config(tmp_path / "gazex.yaml", settings)
     orthanc = start_orthanc(
         tools["Orthanc"],

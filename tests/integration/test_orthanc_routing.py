@@ -22,13 +22,19 @@ from pydicom.uid import generate_uid
 
 from gateway.db import create_database_engine
 from gateway.pipeline import status
-from tests.ingest_support import index_rows, serve_config, start_serve, write_config
-from tests.orthanc_support import OrthancProcess, config_for_test, start_orthanc, wait_until
+from tests.ingest_support import index_rows, start_serve, write_config
+from tests.orthanc_support import (
+    GATEWAY_AET,
+    ORTHANC_AET,
+    OrthancProcess,
+    config_for_test,
+    gateway_beside_orthanc,
+    start_orthanc,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
-ORTHANC_AET = "PACSTEST"
-GATEWAY_AET = "GAZEXTEST"
 RESULT_SOP_CLASSES = {
     "SR": "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
     "SEG": "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
@@ -79,19 +85,7 @@ def test_round_trip_through_orthanc(
     chest = pydicom.dcmread(chest_cr_path)
 
     gateway_port, orthanc_http, orthanc_dicom = free_port(), free_port(), free_port()
-    settings = serve_config(
-        tmp_path / "gazex",
-        gateway_port,
-        dicom={
-            "ae_titles": [GATEWAY_AET],
-            "allowed_callers": [{"ae_title": ORTHANC_AET, "host": "127.0.0.1"}],
-            # Orthanc keeps its last association open a few seconds: do not wait for it at the end
-            "shutdown_grace_seconds": 1,
-        },
-        model={"path": "fake"},
-        completion={"quiet_seconds": 1, "check_interval_seconds": 0.5},
-        destinations={"pacs": {"ae_title": ORTHANC_AET, "host": "127.0.0.1", "port": orthanc_dicom}},
-    )
+    settings = gateway_beside_orthanc(tmp_path / "gazex", gateway_port, orthanc_dicom)
     config = write_config(tmp_path / "gazex.yaml", settings)
     database = f"sqlite:///{tmp_path / 'gazex' / 'gazex.db'}"
     orthanc = start_orthanc(
