@@ -177,8 +177,8 @@ def _finding_groups(
 OHIF_OPEN_PATH_PREFIX = "Cornerstone3DTools@^0.1.0:PlanarFreehandROI:"
 
 
-def trajectory_tracking_id(ctx: EncodeContext, image: ImageWork, suffix: str = "") -> str:
-    base = "Inspection trajectory" + suffix
+def trajectory_tracking_id(ctx: EncodeContext, image: ImageWork) -> str:
+    base = "Inspection trajectory"
     return base if len(ctx.images) == 1 else f"{base}, image {image.number}"
 
 

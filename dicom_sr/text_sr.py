@@ -83,6 +83,16 @@ def content_tree(ctx: EncodeContext) -> ContainerContentItem:
             )
             findings.ContentSequence.append(item)
     content.append(findings)
+    for image in ctx.images:
+        if image.omissions:  # a reader of the text must not take a cut report for a whole one
+            prefix = "" if len(ctx.images) == 1 else f"Image {image.number}: "
+            content.append(
+                TextContentItem(
+                    dcm_codes.DCM.Comment,
+                    ctx.text(f"{prefix}INCOMPLETE: " + "; ".join(image.omissions) + "."),
+                    RelationshipTypeValues.CONTAINS,
+                )
+            )
     content.append(
         TextContentItem(
             dcm_codes.DCM.Comment,

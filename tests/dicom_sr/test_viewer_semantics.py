@@ -127,6 +127,16 @@ def test_a_cut_report_makes_the_sr_partial_and_says_what_was_dropped(chest_cr: D
     assert f"[INCOMPLETE: {cut}.]" in text
     notices = [t.UnformattedTextValue for a in gsps.GraphicAnnotationSequence for t in a.TextObjectSequence]
     assert any("INCOMPLETE" in n for n in notices)
+    # the text SR, which is what OHIF shows as text, says it too
+    image = _analysis(chest_cr, report="Small left pleural effusion.", omissions=(cut,))
+    (text_sr,) = encode(
+        study_analysis(chest_cr, image), [chest_cr], ("text_sr",), analysis_id="v", content_datetime=WHEN
+    )
+    assert text_sr.CompletionFlag == "PARTIAL"
+    comments = [
+        i.TextValue for i in content_items(text_sr) if i.ValueType == "TEXT" and concept_meaning(i) == "Comment"
+    ]
+    assert f"INCOMPLETE: {cut}." in comments
 
 
 def test_a_whole_report_stays_complete(chest_cr: Dataset) -> None:
