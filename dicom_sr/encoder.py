@@ -53,13 +53,15 @@ def encode(
         The source image datasets (pixel data is not needed, except for ``"sc"``). Every
         analysed image must be among them; a source without an analysis makes the SR PARTIAL.
     outputs:
-        Any of ``"sr"`` (TID 1500 Comprehensive 3D SR), ``"seg"`` (one FRACTIONAL SEG per
-        image), ``"gsps"`` (one GSPS per image), ``"text_sr"`` (Basic Text SR) and ``"sc"``
-        (one RGB Secondary Capture per image, overlay burned in).  Default: SR, SEG, GSPS.
+        Any of ``"sr"`` (TID 1500 Comprehensive 3D SR), ``"seg"`` (one SEG per image, FRACTIONAL
+        with only 0 and 255 unless ``EncodeSettings.seg_exact_fractions``), ``"gsps"`` (one GSPS
+        per image), ``"text_sr"`` (Basic Text SR) and ``"sc"`` (one RGB Secondary Capture per
+        image, overlay burned in).  Default: SR, SEG, GSPS.
     analysis_id:
-        The caller's id of this analysis (e.g. the job id), at most 40 characters. With the
-        source UIDs and the model identity it determines every UID we create, so encoding the
-        same analysis again gives the same UIDs.
+        The caller's id of this analysis (the gateway's is a hash of the study, its instances and
+        the model), at most 40 characters. With the source UIDs, the model identity and the
+        installation (``EncodeSettings``) it determines every UID we create, so encoding the same
+        analysis again gives the same UIDs.
     content_datetime:
         Content, instance and presentation creation date/time of every output. The default
         is the current local time; pass it explicitly for a reproducible encoding.
