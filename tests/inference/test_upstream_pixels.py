@@ -8,7 +8,10 @@ and Hugging Face's Qwen2-VL image processor.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,8 +24,11 @@ from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_smart_resize
 
+from inference.checkpoint import open_checkpoint
 from inference.geometry import DownscaledFrame
+from inference.pipeline import GazexPipeline
 from inference.pixels import display_image, equalize_hist, jpeg_round_trip, min_max_uint8
+from inference.testing import ScriptedBackend
 from inference.vision_input import (
     ImageProcessing,
     llamafactory_size,
@@ -275,3 +281,41 @@ def test_llamafactory_pixels_equal_the_upstream_pipeline(chest_cr: pydicom.Datas
     np.testing.assert_array_equal(ours.encoded.image_grid_thw, theirs["image_grid_thw"])
     assert ours.pixels.shape == (784, 756)
     np.testing.assert_allclose(ours.encoded.pixel_values, theirs["pixel_values"], atol=1e-5)
+
+
+# -- gazex.json's image settings reach the pipeline ------------------------------------------
+
+
+def test_the_checkpoint_image_settings_drive_the_pipeline(
+    tiny_checkpoint: Path, tmp_path: Path, chest_cr: pydicom.Dataset
+) -> None:
+    target = tmp_path / "upstream"
+    shutil.copytree(tiny_checkpoint, target)
+    document = json.loads((target / "gazex.json").read_text())
+    document["image"] = {
+        "min_pixels": 3136,
+        "max_pixels": 224 * 224,
+        "pixels": "mimic-cxr-jpg",
+        "jpeg_quality": 95,
+        "resize": "llamafactory",
+        "image_max_pixels": 256 * 256,
+    }
+    (target / "gazex.json").write_text(json.dumps(document))
+    checkpoint = open_checkpoint(target)
+    assert (checkpoint.processing.resize, checkpoint.processing.image_max_pixels) == ("llamafactory", 65536)
+
+    image, notes = GazexPipeline(checkpoint, ScriptedBackend(checkpoint.tokenizer, lambda prompt: "")).model_image(
+        chest_cr
+    )
+    assert "JPEG round trip at quality 95" in notes
+    middle = llamafactory_size(1955, 1841, 256 * 256)
+    assert image.pixels.shape == hf_smart_resize(*middle, 28, 3136, 224 * 224)
+    mimic = display_image(chest_cr, pixels="mimic-cxr-jpg", jpeg_quality=95)
+    expected = prepare_model_image(mimic.pixels, checkpoint.processing, checkpoint.gazex.coordinates)
+    np.testing.assert_array_equal(image.pixels, expected.pixels)
+    assert image.encoded.key == expected.encoded.key
+
+    default = open_checkpoint(tiny_checkpoint)
+    plain, _ = GazexPipeline(default, ScriptedBackend(default.tokenizer, lambda prompt: "")).model_image(chest_cr)
+    voi = prepare_model_image(display_image(chest_cr).pixels, default.processing, default.gazex.coordinates)
+    np.testing.assert_array_equal(plain.pixels, voi.pixels)
