@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.geometry import CoordinateFrame, DownscaledFrame, NormalizedFrame
-from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_EXAMINE_PROMPT, SENTENCE_SLOT
+from inference.geometry import CoordinateFrame, DownscaledFrame, NormalizedFrame, ReferenceSize
+from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_EXAMINE_PROMPT, SENTENCE_SLOT, placeholder_problem
 
 FORMAT_NAME = "gazex-checkpoint"
 FORMAT_VERSION = 1
@@ -67,6 +67,10 @@ class Prompts:
                 f'Argument "attention" must contain the placeholder {SENTENCE_SLOT} exactly once '
                 f"(found {self.attention.count(SENTENCE_SLOT)})"
             )
+        for name in ("examine", "attention"):
+            problem = placeholder_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f'Argument "{name}" {problem}')
 
 
 #: GazeX's own prompts (:mod:`inference.prompts`).
@@ -188,8 +192,17 @@ def _coordinates(document: Any) -> CoordinateFrame:
     obj = _object(document, where)
     kind = obj.get("kind")
     if kind == "downscaled":
-        _check_keys(obj, where, {"kind", "factor"})
-        return DownscaledFrame(_positive_number(obj, "factor", where))
+        _check_keys(obj, where, {"kind", "factor"}, frozenset({"reference"}))
+        factor = _positive_number(obj, "factor", where)
+        reference = None
+        if "reference" in obj:
+            ref = _object(obj["reference"], "coordinates.reference")
+            _check_keys(ref, "coordinates.reference", {"width", "height"})
+            reference = ReferenceSize(
+                width=_integer(ref, "width", "coordinates.reference", 1, 1 << 16),
+                height=_integer(ref, "height", "coordinates.reference", 1, 1 << 16),
+            )
+        return DownscaledFrame(factor, reference)
     if kind == "normalized":
         _check_keys(obj, where, {"kind", "scale"})
         return NormalizedFrame(_positive_number(obj, "scale", where))
@@ -231,7 +244,12 @@ def parse_gazex_config(document: Any) -> GazexConfig:
             f"prompts.attention must contain the placeholder {SENTENCE_SLOT} exactly once "
             f"(found {attention.count(SENTENCE_SLOT)})"
         )
-    prompts = Prompts(examine=_text(prompts_obj, "examine", "prompts"), attention=attention)
+    examine = _text(prompts_obj, "examine", "prompts")
+    for key, text in (("examine", examine), ("attention", attention)):
+        problem = placeholder_problem(text)
+        if problem:
+            raise GazexConfigError(f"prompts.{key} {problem}")
+    prompts = Prompts(examine=examine, attention=attention)
 
     generation_obj = _object(top["generation"], "generation")
     _check_keys(generation_obj, "generation", {"max_new_tokens_examine", "max_new_tokens_attention"})

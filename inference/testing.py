@@ -381,6 +381,8 @@ def make_tiny_checkpoint(
     device: str = "cpu",
     tokenizer: Any = None,
     model: Any = None,
+    max_shard_size: int | str | None = None,
+    write_gazex_json: bool = True,
 ) -> Path:
     """Write a random-weight GazeX checkpoint (Qwen2-VL of ``shape``) to ``directory``; returns it.
 
@@ -388,6 +390,8 @@ def make_tiny_checkpoint(
     ``tokenizer`` (from :func:`build_tokenizer`) and its ``model`` (a
     ``Qwen2VLForConditionalGeneration`` built from :func:`qwen2_vl_config` with that
     tokenizer's ids); otherwise a model is initialised from ``seed`` on ``device``.
+    ``max_shard_size`` saves the weights in shards with ``model.safetensors.index.json``;
+    ``write_gazex_json=False`` leaves out the project's ``gazex.json``.
     """
     import torch
     from transformers import Qwen2VLForConditionalGeneration
@@ -408,7 +412,10 @@ def make_tiny_checkpoint(
             model = Qwen2VLForConditionalGeneration(config)
     model = model.to(getattr(torch, dtype))
     with quiet_transformers():
-        model.save_pretrained(str(target))
+        if max_shard_size is None:
+            model.save_pretrained(str(target))
+        else:
+            model.save_pretrained(str(target), max_shard_size=max_shard_size)
     generation_config = {
         "bos_token_id": token_ids["<|endoftext|>"],
         "eos_token_id": [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]],
@@ -418,7 +425,32 @@ def make_tiny_checkpoint(
     (target / "generation_config.json").write_text(json.dumps(generation_config, indent=2), encoding="utf-8")
     write_tokenizer_files(target, tokenizer)
     write_processor_config(target, options.image)
-    (target / "gazex.json").write_text(json.dumps(options.gazex_config().to_json(), indent=2), encoding="utf-8")
+    if write_gazex_json:
+        (target / "gazex.json").write_text(json.dumps(options.gazex_config().to_json(), indent=2), encoding="utf-8")
+    return target
+
+
+def make_llamafactory_export(
+    directory: str | Path,
+    *,
+    chat_template_in: str = "chat_template.json",
+    max_shard_size: int | str = "256KB",
+    seed: int = 0,
+) -> Path:
+    """A tiny random Qwen2-VL saved as LLaMA-Factory exports one: what a site receives with GazeX weights.
+
+    Sharded safetensors with ``model.safetensors.index.json``, ``config.json``,
+    ``generation_config.json``, the tokenizer files, ``preprocessor_config.json`` and the chat
+    template (``chat_template_in``: ``"chat_template.json"``, or ``"tokenizer_config"`` for only
+    the ``chat_template`` key of ``tokenizer_config.json``), and no ``gazex.json``.
+    """
+    if chat_template_in not in ("chat_template.json", "tokenizer_config"):
+        raise ValueError(
+            f'Argument "chat_template_in" must be chat_template.json or tokenizer_config, got {chat_template_in!r}'
+        )
+    target = make_tiny_checkpoint(directory, seed=seed, max_shard_size=max_shard_size, write_gazex_json=False)
+    if chat_template_in == "tokenizer_config":
+        (target / "chat_template.json").unlink()
     return target
 
 
