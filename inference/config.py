@@ -13,6 +13,14 @@ An example (the values GazeX itself uses)::
       "metadata": {}
     }
 
+``image`` may also say how the pixels are made and resized (each optional, defaults first):
+``"pixels"``: ``"voi"`` (the DICOM VOI window, :func:`inference.pixels.display_image`) or
+``"mimic-cxr-jpg"`` (MIMIC-CXR-JPG's conversion: min-max of the stored values, MONOCHROME1
+inverted, histogram equalisation); ``"jpeg_quality"``: ``null`` or 1..100, a JPEG round trip of
+the 8-bit image (``mimic-cxr-jpg`` only); ``"resize"``: ``"qwen2-vl"`` (the processor's
+``smart_resize`` alone) or ``"llamafactory"`` (LLaMA-Factory's shrink to ``"image_max_pixels"``
+pixels, default 589824, first; ``image_max_pixels`` is for ``llamafactory`` only).
+
 ``coordinates`` is ``{"kind": "downscaled", "factor": F}`` (model coordinates are source pixels
 divided by F) or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and
 height).  ``metadata`` is an optional free-form object (training provenance, metrics); every
@@ -83,12 +91,50 @@ class GenerationSettings:
     max_new_tokens_attention: int
 
 
+#: ``image.pixels``: how the source pixels become an 8-bit image (:mod:`inference.pixels`).
+PIXEL_MODES = ("voi", "mimic-cxr-jpg")
+#: ``image.resize``: how that image is resized for the vision tower (:mod:`inference.vision_input`).
+RESIZE_MODES = ("qwen2-vl", "llamafactory")
+#: LLaMA-Factory's default ``image_max_pixels`` (768 x 768).
+LLAMAFACTORY_IMAGE_MAX_PIXELS = 768 * 768
+
+
 @dataclass(frozen=True, slots=True)
 class ImageSettings:
-    """The pixel budget of the resized image the vision tower sees."""
+    """How the image the vision tower sees is made: the pixel mode, the resize and its pixel budget.
+
+    The defaults are this project's own pipeline (VOI window, one ``smart_resize``); the others
+    reproduce how GazeX's training images were made (MIMIC-CXR-JPG, LLaMA-Factory).
+    """
 
     min_pixels: int
     max_pixels: int
+    pixels: str = "voi"
+    jpeg_quality: int | None = None
+    resize: str = "qwen2-vl"
+    image_max_pixels: int = LLAMAFACTORY_IMAGE_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.pixels not in PIXEL_MODES:
+            raise ValueError(f"pixels must be one of {', '.join(PIXEL_MODES)}, got {self.pixels!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be from 1 to 100, got {self.jpeg_quality}")
+        if self.image_max_pixels < 1:
+            raise ValueError(f"image_max_pixels must be positive, got {self.image_max_pixels}")
+
+    def to_json(self) -> dict[str, Any]:
+        """``gazex.json``'s ``image`` object; keys left at their defaults are not written."""
+        document: dict[str, Any] = {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
+        if self.pixels != "voi":
+            document["pixels"] = self.pixels
+        if self.jpeg_quality is not None:
+            document["jpeg_quality"] = self.jpeg_quality
+        if self.resize != "qwen2-vl":
+            document["resize"] = self.resize
+            document["image_max_pixels"] = self.image_max_pixels
+        return document
 
 
 @dataclass(frozen=True)
@@ -125,7 +171,7 @@ class GazexConfig:
                 "max_new_tokens_examine": self.generation.max_new_tokens_examine,
                 "max_new_tokens_attention": self.generation.max_new_tokens_attention,
             },
-            "image": {"min_pixels": self.image.min_pixels, "max_pixels": self.image.max_pixels},
+            "image": self.image.to_json(),
         }
         if self.demo:
             document["demo"] = True
@@ -209,6 +255,52 @@ def _coordinates(document: Any) -> CoordinateFrame:
     raise GazexConfigError(f'coordinates.kind must be "downscaled" or "normalized", got {kind!r}')
 
 
+def _choice(obj: Mapping[str, Any], key: str, where: str, choices: tuple[str, ...]) -> str:
+    value = obj.get(key, choices[0])
+    if value not in choices:
+        allowed = " or ".join(f'"{c}"' for c in choices)
+        raise GazexConfigError(f"{where}.{key} must be {allowed}, got {value!r}")
+    return str(value)
+
+
+def _image(document: Any) -> ImageSettings:
+    where = "image"
+    obj = _object(document, where)
+    _check_keys(
+        obj, where, {"min_pixels", "max_pixels"}, frozenset({"pixels", "jpeg_quality", "resize", "image_max_pixels"})
+    )
+    min_pixels = _integer(obj, "min_pixels", where, 1, 2**31)
+    max_pixels = _integer(obj, "max_pixels", where, 1, 2**31)
+    if max_pixels < min_pixels:
+        raise GazexConfigError(f"image.max_pixels ({max_pixels}) must not be below image.min_pixels ({min_pixels})")
+    pixels = _choice(obj, "pixels", where, PIXEL_MODES)
+    resize = _choice(obj, "resize", where, RESIZE_MODES)
+    jpeg_quality = None
+    if obj.get("jpeg_quality") is not None:
+        jpeg_quality = _integer(obj, "jpeg_quality", where, 1, 100)
+        if pixels != "mimic-cxr-jpg":
+            raise GazexConfigError(
+                f'image.jpeg_quality applies only to image.pixels "mimic-cxr-jpg" (pixels is "{pixels}"); '
+                "remove it or set pixels"
+            )
+    image_max_pixels = LLAMAFACTORY_IMAGE_MAX_PIXELS
+    if "image_max_pixels" in obj:
+        image_max_pixels = _integer(obj, "image_max_pixels", where, 1, 2**31)
+        if resize != "llamafactory":
+            raise GazexConfigError(
+                f'image.image_max_pixels applies only to image.resize "llamafactory" (resize is "{resize}"); '
+                "remove it or set resize"
+            )
+    return ImageSettings(
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        pixels=pixels,
+        jpeg_quality=jpeg_quality,
+        resize=resize,
+        image_max_pixels=image_max_pixels,
+    )
+
+
 def parse_gazex_config(document: Any) -> GazexConfig:
     """Validate a parsed ``gazex.json`` document; raises :class:`GazexConfigError`."""
     top = _object(document, "gazex.json")
@@ -260,12 +352,7 @@ def parse_gazex_config(document: Any) -> GazexConfig:
         ),
     )
 
-    image_obj = _object(top["image"], "image")
-    _check_keys(image_obj, "image", {"min_pixels", "max_pixels"})
-    min_pixels = _integer(image_obj, "min_pixels", "image", 1, 2**31)
-    max_pixels = _integer(image_obj, "max_pixels", "image", 1, 2**31)
-    if max_pixels < min_pixels:
-        raise GazexConfigError(f"image.max_pixels ({max_pixels}) must not be below image.min_pixels ({min_pixels})")
+    image = _image(top["image"])
 
     metadata = top.get("metadata", {})
     _object(metadata, "metadata")
@@ -284,7 +371,7 @@ def parse_gazex_config(document: Any) -> GazexConfig:
         prompts=prompts,
         coordinates=_coordinates(top["coordinates"]),
         generation=generation,
-        image=ImageSettings(min_pixels=min_pixels, max_pixels=max_pixels),
+        image=image,
         metadata=metadata,
         demo=demo,
     )

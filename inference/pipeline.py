@@ -148,7 +148,8 @@ class GazexPipeline:
 
     def model_image(self, dataset: Dataset) -> tuple[ModelImage, tuple[str, ...]]:
         """Frame 1 of ``dataset`` as the model sees it, and notes on how it was made."""
-        display = display_image(dataset)
+        settings = self.checkpoint.gazex.image
+        display = display_image(dataset, pixels=settings.pixels, jpeg_quality=settings.jpeg_quality)
         try:
             image = prepare_model_image(display.pixels, self.checkpoint.processing, self.checkpoint.gazex.coordinates)
         except ValueError as exc:  # the image's shape (an aspect ratio over 200): the same on every try

@@ -15,15 +15,23 @@ The pipeline, per PS3.3 C.11 (each step a pure function on arrays):
 
 The result is a float32 image in [0, 1] at the source resolution.  Resizing for the model is
 :mod:`inference.vision_input`'s job.
+
+``pixels="mimic-cxr-jpg"`` (``gazex.json`` ``image.pixels``) makes instead the image GazeX was
+trained on: MIMIC-CXR-JPG's conversion as its maintainers published it (MIT-LCP/mimic-cxr
+issue #16): the stored values of frame 1 (no Modality LUT, window or padding), min-max scaled
+to 8 bits (truncated), inverted for MONOCHROME1, histogram-equalised exactly as OpenCV's
+``cv2.equalizeHist`` (:func:`equalize_hist`), then optionally a JPEG round trip.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut, apply_voi
@@ -44,6 +52,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from inference.config import PIXEL_MODES
 from inference.engine import InputImageError
 
 logger = logging.getLogger(__name__)
@@ -187,6 +196,64 @@ def rgb_luminance(rgb: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     return np.asarray(rgb.astype(np.float64) @ weights)
 
 
+def equalize_hist(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Histogram equalisation of an 8-bit image, bit for bit what OpenCV's ``cv2.equalizeHist`` gives.
+
+    OpenCV (``modules/imgproc/src/histogram.cpp``): the lowest occupied level ``i`` maps to 0;
+    an image of one level keeps it; otherwise level ``j`` maps to the cumulative count above
+    ``i`` times ``255 / (total - count[i])``, both in float32, rounded half to even and saturated.
+    """
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f"equalize_hist takes a 2-D uint8 image, got {image.ndim}-D {image.dtype}")
+    if image.size == 0:
+        return image.copy()
+    counts = np.bincount(image.ravel(), minlength=256)
+    first = int(np.flatnonzero(counts)[0])
+    total = int(image.size)
+    if counts[first] == total:
+        return np.full(image.shape, first, dtype=np.uint8)
+    scale = np.float32(255.0) / np.float32(total - int(counts[first]))
+    cumulative = np.cumsum(counts).astype(np.int64) - int(counts[first])  # the sum after ``first``
+    mapped = np.rint(cumulative.astype(np.float32) * scale)
+    lut = np.clip(mapped, 0, 255).astype(np.uint8)
+    lut[: first + 1] = 0
+    result: npt.NDArray[np.uint8] = lut[image]
+    return result
+
+
+def min_max_uint8(values: npt.NDArray[np.integer | np.floating]) -> npt.NDArray[np.uint8]:
+    """``values`` min-max scaled to 0..255 and truncated, as MIMIC-CXR-JPG's conversion does it.
+
+    A constant image, where that conversion divides by zero, is all 0.
+    """
+    shifted = values - values.min()
+    peak = shifted.max()
+    if peak == 0:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled: npt.NDArray[np.uint8] = ((shifted / peak) * 255).astype(np.uint8)
+    return scaled
+
+
+def jpeg_round_trip(image: npt.NDArray[np.uint8], quality: int) -> npt.NDArray[np.uint8]:
+    """``image`` encoded as a baseline grey JPEG at ``quality`` (libjpeg's scale, 1..100) and decoded."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be from 1 to 100, got {quality}")
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        result: npt.NDArray[np.uint8] = np.asarray(decoded.convert("L"), dtype=np.uint8)
+    return result
+
+
+def mimic_cxr_jpg(stored: npt.NDArray[np.integer | np.floating], monochrome1: bool) -> npt.NDArray[np.uint8]:
+    """MIMIC-CXR-JPG's 8-bit image of stored values: min-max, MONOCHROME1 inverted, equalised."""
+    scaled = min_max_uint8(stored)
+    if monochrome1:
+        scaled = np.bitwise_not(scaled)
+    return equalize_hist(scaled)
+
+
 # -- the dataset-level pipeline --------------------------------------------------------------
 
 
@@ -227,21 +294,61 @@ def _decode_first_frame(ds: Dataset, where: str) -> npt.NDArray[np.generic]:
     return array
 
 
-def display_image(ds: Dataset) -> DisplayImage:
+def display_image(ds: Dataset, pixels: str = "voi", jpeg_quality: int | None = None) -> DisplayImage:
     """The display image of frame 1 of ``ds``; raises :class:`PixelDataError` when impossible.
 
+    ``pixels`` is ``"voi"`` (the viewer's image, steps 1 to 7 above) or ``"mimic-cxr-jpg"``
+    (MIMIC-CXR-JPG's conversion, then a JPEG round trip at ``jpeg_quality`` unless it is None).
     The error carries the image's SOP Instance UID (``sop_instance_uid``) and names it in its message.
     """
+    if pixels not in PIXEL_MODES:
+        raise ValueError(f"pixels must be one of {', '.join(PIXEL_MODES)}, got {pixels!r}")
+    if jpeg_quality is not None and pixels != "mimic-cxr-jpg":
+        raise ValueError('jpeg_quality applies only to pixels "mimic-cxr-jpg"')
     uid = ds.get("SOPInstanceUID")
     try:
-        return _display_image(ds, f"SOP instance {uid if uid else '(no SOPInstanceUID)'}")
+        return _display_image(ds, f"SOP instance {uid if uid else '(no SOPInstanceUID)'}", pixels, jpeg_quality)
     except PixelDataError as exc:
         if exc.sop_instance_uid is None and uid:
             exc.sop_instance_uid = str(uid)
         raise
 
 
-def _display_image(ds: Dataset, where: str) -> DisplayImage:
+def _mimic_display(
+    array: npt.NDArray[np.generic], photometric: str, jpeg_quality: int | None, notes: list[str]
+) -> DisplayImage:
+    image = mimic_cxr_jpg(array, photometric == "MONOCHROME1")  # type: ignore[arg-type]
+    notes.append("MIMIC-CXR-JPG pixels: stored values min-max scaled, histogram-equalised")
+    if jpeg_quality is not None:
+        image = jpeg_round_trip(image, jpeg_quality)
+        notes.append(f"JPEG round trip at quality {jpeg_quality}")
+    pixels = (image.astype(np.float32) / np.float32(255.0)).astype(np.float32)
+    return DisplayImage(pixels=np.ascontiguousarray(pixels), notes=tuple(notes))
+
+
+def _colour_display(
+    array: npt.NDArray[np.generic],
+    shape: tuple[int, int],
+    bits_stored: int,
+    photometric: str,
+    where: str,
+    mode: str,
+    jpeg_quality: int | None,
+    notes: list[str],
+) -> DisplayImage:
+    """A colour image's luminance: scaled to [0, 1] by its bit depth, or through MIMIC's conversion."""
+    if array.shape != (*shape, 3):
+        raise PixelDataError(f"{where}: decoded shape {array.shape} does not match {shape[0]} x {shape[1]} x 3")
+    luminance = rgb_luminance(array.astype(np.float64))
+    notes.append(f"colour image ({photometric}) converted to luminance")
+    if mode == "mimic-cxr-jpg":
+        return _mimic_display(luminance, "RGB", jpeg_quality, notes)
+    maximum = float((1 << bits_stored) - 1)
+    pixels = np.clip(luminance / maximum, 0.0, 1.0).astype(np.float32)
+    return DisplayImage(pixels=pixels, notes=tuple(notes))
+
+
+def _display_image(ds: Dataset, where: str, mode: str = "voi", jpeg_quality: int | None = None) -> DisplayImage:
     if "PixelData" not in ds:
         raise PixelDataError(f"{where}: the dataset has no Pixel Data, so it is not an image")
     notes: list[str] = []
@@ -265,12 +372,7 @@ def _display_image(ds: Dataset, where: str) -> DisplayImage:
     array = _decode_first_frame(ds, where)
 
     if samples == 3:
-        if array.shape != (rows, columns, 3):
-            raise PixelDataError(f"{where}: decoded shape {array.shape} does not match {rows} x {columns} x 3")
-        maximum = float((1 << bits_stored) - 1)
-        pixels = np.clip(rgb_luminance(array.astype(np.float64)) / maximum, 0.0, 1.0).astype(np.float32)
-        notes.append(f"colour image ({photometric}) converted to luminance")
-        return DisplayImage(pixels=pixels, notes=tuple(notes))
+        return _colour_display(array, (rows, columns), bits_stored, photometric, where, mode, jpeg_quality, notes)
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise PixelDataError(
             f"{where}: PhotometricInterpretation {photometric} with {samples} samples per pixel is not supported; "
@@ -282,6 +384,8 @@ def _display_image(ds: Dataset, where: str) -> DisplayImage:
         raise PixelDataError(f"{where}: float pixel data is not supported")
 
     stored = stored_values(array.astype(np.int64), bits_stored, signed)
+    if mode == "mimic-cxr-jpg":
+        return _mimic_display(stored, photometric, jpeg_quality, notes)
     padding_value = ds.get("PixelPaddingValue")
     range_limit = ds.get("PixelPaddingRangeLimit")
     padding = padding_mask(

@@ -6,7 +6,9 @@ Runtime, TensorRT, Triton) gets the same input without torch or torchvision:
 1. the display image is quantised to 8 bits, as the JPEG images GazeX was trained on were;
 2. it is resized (PIL bicubic) to the size :func:`smart_resize` picks: both sides multiples of
    ``patch_size * merge_size``, the pixel count within the checkpoint's ``min_pixels`` and
-   ``max_pixels``, the aspect ratio kept as closely as possible;
+   ``max_pixels``, the aspect ratio kept as closely as possible; with ``gazex.json``'s
+   ``image.resize`` ``"llamafactory"``, LLaMA-Factory's own resize (:func:`llamafactory_size`)
+   comes first, as it did for every image a LLaMA-Factory checkpoint was trained on;
 3. grey is replicated to RGB, scaled by ``rescale_factor``, normalised with the processor's
    mean and standard deviation, and cut into patches of ``temporal_patch_size`` x
    ``patch_size`` x ``patch_size`` in the order Qwen2-VL expects.
@@ -26,8 +28,11 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from inference.config import ImageSettings
+from inference.config import LLAMAFACTORY_IMAGE_MAX_PIXELS, ImageSettings
 from inference.geometry import CoordinateFrame, ImageGeometry
+
+#: LLaMA-Factory's default ``image_min_pixels`` (32 x 32); ``gazex.json`` does not set it.
+LLAMAFACTORY_IMAGE_MIN_PIXELS = 32 * 32
 
 #: Hugging Face's defaults for Qwen2-VL (OPENAI CLIP mean and standard deviation).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -50,6 +55,8 @@ class ImageProcessing:
     rescale_factor: float = 1.0 / 255.0
     min_pixels: int = 56 * 56
     max_pixels: int = 28 * 28 * 1280
+    resize: str = "qwen2-vl"
+    image_max_pixels: int = LLAMAFACTORY_IMAGE_MAX_PIXELS
 
     @property
     def factor(self) -> int:
@@ -101,6 +108,8 @@ class ImageProcessing:
             rescale_factor=float(rescale),
             min_pixels=image.min_pixels,
             max_pixels=image.max_pixels,
+            resize=image.resize,
+            image_max_pixels=image.image_max_pixels,
         )
 
 
@@ -125,22 +134,73 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
+def llamafactory_size(
+    height: int,
+    width: int,
+    image_max_pixels: int = LLAMAFACTORY_IMAGE_MAX_PIXELS,
+    image_min_pixels: int = LLAMAFACTORY_IMAGE_MIN_PIXELS,
+) -> tuple[int, int]:
+    """The (height, width) LLaMA-Factory v0.9.x resizes an image to before the processor sees it.
+
+    ``BasePlugin._preprocess_image`` in ``src/llamafactory/data/mm_plugin.py``: over
+    ``image_max_pixels`` pixels, both sides are scaled by ``sqrt(image_max_pixels / (w * h))``
+    and truncated (``int``); under ``image_min_pixels``, scaled up the same way; then
+    ``Qwen2VLPlugin`` raises a side under 28 to 28 and cuts an aspect ratio over 200 to 180.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height} x {width}")
+    if width * height > image_max_pixels:
+        factor = math.sqrt(image_max_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    if width * height < image_min_pixels:
+        factor = math.sqrt(image_min_pixels / (width * height))
+        width, height = int(width * factor), int(height * factor)
+    if min(width, height) < 28:
+        width, height = max(width, 28), max(height, 28)
+    if width / height > 200:
+        width = height * 180
+    if height / width > 200:
+        height = width * 180
+    return height, width
+
+
+def model_input_size(height: int, width: int, processing: ImageProcessing) -> tuple[int, int]:
+    """The (height, width) of the image the vision tower sees for a ``height`` x ``width`` source."""
+    if processing.resize == "llamafactory":
+        height, width = llamafactory_size(height, width, processing.image_max_pixels)
+    return smart_resize(height, width, processing.factor, processing.min_pixels, processing.max_pixels)
+
+
 def to_uint8(display: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
     """A [0, 1] image as 8-bit grey, rounded to nearest."""
     quantised: npt.NDArray[np.uint8] = np.rint(np.clip(display, 0.0, 1.0) * 255.0).astype(np.uint8)
     return quantised
 
 
-def resize_for_model(image: npt.NDArray[np.uint8], processing: ImageProcessing) -> npt.NDArray[np.uint8]:
-    """The 8-bit image resized (bicubic) to the size :func:`smart_resize` picks."""
-    height, width = smart_resize(
-        int(image.shape[0]), int(image.shape[1]), processing.factor, processing.min_pixels, processing.max_pixels
-    )
+def _bicubic(image: npt.NDArray[np.uint8], height: int, width: int) -> npt.NDArray[np.uint8]:
     if (height, width) == image.shape:
         return image
     resized = Image.fromarray(image, mode="L").resize((width, height), resample=Image.Resampling.BICUBIC)
     result: npt.NDArray[np.uint8] = np.asarray(resized, dtype=np.uint8)
     return result
+
+
+def resize_for_model(image: npt.NDArray[np.uint8], processing: ImageProcessing) -> npt.NDArray[np.uint8]:
+    """The 8-bit image resized (bicubic) to the size :func:`model_input_size` picks.
+
+    With ``resize`` ``"llamafactory"`` it is two resizes, as in training: LLaMA-Factory's to
+    :func:`llamafactory_size` (Pillow's default filter for a grey image, bicubic, as in the
+    ``llamafactory==0.9.4.dev0`` GazeX pins; v0.9.2 passed NEAREST), then the processor's to
+    :func:`smart_resize` of that size.
+    """
+    if processing.resize == "llamafactory":
+        image = _bicubic(
+            image, *llamafactory_size(int(image.shape[0]), int(image.shape[1]), processing.image_max_pixels)
+        )
+    height, width = smart_resize(
+        int(image.shape[0]), int(image.shape[1]), processing.factor, processing.min_pixels, processing.max_pixels
+    )
+    return _bicubic(image, height, width)
 
 
 def patchify(

@@ -82,6 +82,12 @@ def test_description_is_optional() -> None:
         ("image.max_pixels", 100, "must not be below image.min_pixels"),
         ("image", {"min_pixels": 3136}, "missing the key\\(s\\) 'max_pixels'"),
         ("metadata", [], "metadata must be a JSON object"),
+        ("image.pixels", "dicom", 'image.pixels must be "voi" or "mimic-cxr-jpg", got \'dicom\''),
+        ("image.pixels", None, "image.pixels must be"),
+        ("image.resize", "bilinear", 'image.resize must be "qwen2-vl" or "llamafactory"'),
+        ("image.jpeg_quality", 95, 'image.jpeg_quality applies only to image.pixels "mimic-cxr-jpg"'),
+        ("image.image_max_pixels", 589824, 'image.image_max_pixels applies only to image.resize "llamafactory"'),
+        ("image.max_pixel", 1, "image has unknown key\\(s\\) 'max_pixel'"),
     ],
 )
 def test_invalid_documents_name_the_problem(path: str, value: Any, message: str) -> None:
@@ -104,3 +110,60 @@ def test_demo_weights_are_marked_by_the_demo_key_or_the_bundled_demo_name() -> N
     assert parse_gazex_config(with_change("name", "gazex-demo")).is_demo  # the bundled one, however retrained
     with pytest.raises(GazexConfigError, match=r"gazex\.json demo must be true or false, got 'yes'"):
         parse_gazex_config(with_change("demo", "yes"))
+
+
+def test_image_defaults_keep_the_voi_window_and_one_smart_resize() -> None:
+    image = parse_gazex_config(VALID).image
+    assert (image.pixels, image.jpeg_quality, image.resize, image.image_max_pixels) == (
+        "voi",
+        None,
+        "qwen2-vl",
+        768 * 768,
+    )
+    # Defaults are not written back, so existing gazex.json files keep their exact text.
+    assert parse_gazex_config(VALID).to_json()["image"] == {"min_pixels": 3136, "max_pixels": 589824}
+
+
+def test_image_upstream_settings_round_trip() -> None:
+    document = with_change(
+        "image",
+        {
+            "min_pixels": 3136,
+            "max_pixels": 12845056,
+            "pixels": "mimic-cxr-jpg",
+            "jpeg_quality": 95,
+            "resize": "llamafactory",
+            "image_max_pixels": 1000000,
+        },
+    )
+    config = parse_gazex_config(document)
+    assert config.image.pixels == "mimic-cxr-jpg"
+    assert config.image.jpeg_quality == 95
+    assert config.image.resize == "llamafactory"
+    assert config.image.image_max_pixels == 1000000
+    assert config.to_json()["image"] == document["image"]
+    assert parse_gazex_config(config.to_json()) == config
+    # null is the default for jpeg_quality; image_max_pixels defaults to 768 x 768
+    minimal = with_change("image", {"min_pixels": 3136, "max_pixels": 589824, "resize": "llamafactory"})
+    minimal["image"]["pixels"] = "mimic-cxr-jpg"
+    minimal["image"]["jpeg_quality"] = None
+    image = parse_gazex_config(minimal).image
+    assert (image.jpeg_quality, image.image_max_pixels) == (None, 589824)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("jpeg_quality", 0, "image.jpeg_quality must be an integer from 1 to 100, got 0"),
+        ("jpeg_quality", 101, "image.jpeg_quality must be an integer from 1 to 100, got 101"),
+        ("jpeg_quality", 95.0, "image.jpeg_quality must be an integer from 1 to 100"),
+        ("jpeg_quality", True, "image.jpeg_quality must be an integer from 1 to 100"),
+        ("image_max_pixels", 0, "image.image_max_pixels must be an integer from 1"),
+        ("image_max_pixels", "768*768", "image.image_max_pixels must be an integer from 1"),
+    ],
+)
+def test_bad_upstream_image_values_name_the_key(key: str, value: Any, message: str) -> None:
+    image = {"min_pixels": 3136, "max_pixels": 589824, "pixels": "mimic-cxr-jpg", "resize": "llamafactory"}
+    image[key] = value
+    with pytest.raises(GazexConfigError, match=message):
+        parse_gazex_config(with_change("image", image))
