@@ -11,12 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from inference.config import FORMAT_NAME, FORMAT_VERSION, parse_gazex_config
+from inference.config import FORMAT_NAME, FORMAT_VERSION, LLAMAFACTORY_IMAGE_MAX_PIXELS, parse_gazex_config
 from inference.geometry import MIMIC_CXR_REFERENCE, DownscaledFrame
 from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_TRAINING_EXAMINE_PROMPT
 
-#: LLaMA-Factory's ``image_max_pixels`` default (768 * 768): the first resize of every image.
-LLAMAFACTORY_IMAGE_MAX_PIXELS = 768 * 768
+#: Qwen2-VL's image processor defaults (``preprocessor_config.json`` of Qwen2-VL-7B-Instruct):
+#: the processor's own bounds, applied after LLaMA-Factory's shrink to ``image_max_pixels``.
+QWEN2_VL_MIN_PIXELS = 56 * 56
+QWEN2_VL_MAX_PIXELS = 28 * 28 * 16384
+
+#: The JPEG quality of MIMIC-CXR-JPG: OpenCV's ``cv2.imwrite`` default (``IMWRITE_JPEG_QUALITY``
+#: 95), which the maintainers' conversion (MIT-LCP/mimic-cxr issue #16) writes with; the
+#: MIMIC-CXR-JPG paper (arXiv:1901.07042) states quality 95 as well.
+MIMIC_CXR_JPG_QUALITY = 95
 
 #: LLaMA-Factory's ``max_new_tokens`` default, which GazeX's inference decodes with.  Qwen2's
 #: tokenizer writes every digit as its own token, so one region ``(123,456)(234,567)(178,511)``
@@ -52,7 +59,16 @@ def gazex_upstream(
             "max_new_tokens_examine": UPSTREAM_MAX_NEW_TOKENS,
             "max_new_tokens_attention": UPSTREAM_MAX_NEW_TOKENS,
         },
-        "image": {"min_pixels": 56 * 56, "max_pixels": LLAMAFACTORY_IMAGE_MAX_PIXELS},
+        # MIMIC-CXR-JPG's pixels (GazeX trained on its JPEGs), LLaMA-Factory's two-step resize
+        # (image_max_pixels first, then the processor's smart_resize within its own bounds)
+        "image": {
+            "min_pixels": QWEN2_VL_MIN_PIXELS,
+            "max_pixels": QWEN2_VL_MAX_PIXELS,
+            "pixels": "mimic-cxr-jpg",
+            "jpeg_quality": MIMIC_CXR_JPG_QUALITY,
+            "resize": "llamafactory",
+            "image_max_pixels": LLAMAFACTORY_IMAGE_MAX_PIXELS,
+        },
         "metadata": {"preset": "gazex-upstream"},
     }
     parse_gazex_config(document)  # a preset that does not validate is a bug here, not at the site

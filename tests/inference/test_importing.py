@@ -7,8 +7,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import jinja2
 import pytest
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydicom.dataset import Dataset
 
 from inference import load_engine
@@ -17,6 +17,7 @@ from inference.config import GazexConfigError, parse_gazex_config
 from inference.geometry import MIMIC_CXR_REFERENCE, DownscaledFrame, ImageGeometry, ReferenceSize, parse_frame
 from inference.importing import import_checkpoint
 from inference.parsing import parse_attention
+from inference.pixels import display_image
 from inference.presets import gazex_upstream
 from inference.prompts import (
     GAZEX_ATTENTION_PROMPT,
@@ -29,6 +30,7 @@ from inference.prompts import (
     render_chat,
 )
 from inference.testing import make_llamafactory_export
+from inference.vision_input import llamafactory_size, model_input_size, smart_resize
 
 #: The user turns of GazeX's training records, as ``Create_Training_Data.py`` writes them.
 UPSTREAM_EXAMINE_TURN = (
@@ -112,7 +114,7 @@ def test_import_in_place_with_identity_and_no_silent_overwrite(copy_of: Callable
     assert result.target == directory and result.gazex_json == directory / "gazex.json"
     config = open_checkpoint(directory).gazex
     assert (config.name, config.version, config.manufacturer) == ("gazex-7b", "2025.1", "Site AI lab")
-    with pytest.raises(CheckpointError, match="gazex.json exists already; pass --force"):
+    with pytest.raises(CheckpointError, match=r"gazex\.json exists already; pass --force"):
         import_checkpoint(directory)
     assert import_checkpoint(directory, force=True).config.name == "gazex"
 
@@ -172,7 +174,7 @@ def test_import_refuses_what_it_cannot_run_naming_the_file_or_key(
 
 
 def test_load_engine_on_a_checkpoint_without_gazex_json_names_gazex_model_import(export: Path) -> None:
-    with pytest.raises(CheckpointError, match="gazex.json is missing.*gazex model import .* --preset gazex-upstream"):
+    with pytest.raises(CheckpointError, match=r"gazex\.json is missing.*gazex model import .* --preset gazex-upstream"):
         load_engine(export, device="cpu")
 
 
@@ -185,9 +187,9 @@ def test_the_rendered_prompts_equal_gazex_training_text(imported: Path) -> None:
         UPSTREAM_ATTENTION_TURN.replace("{temp_sentence}", sentence)
     )
     # the checkpoint's own chat template (what transformers' apply_chat_template runs) renders the same text
-    template = jinja2.Environment().from_string(
-        json.loads((imported / "chat_template.json").read_text())["chat_template"]
-    )
+    # as transformers compiles it; plain text, not HTML, so no escaping
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    template = environment.from_string(json.loads((imported / "chat_template.json").read_text())["chat_template"])
     for user_text in (prompts.examine, attention_text(prompts.attention, sentence)):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user_text}]}]
         assert template.render(messages=messages, add_generation_prompt=True) == render_chat(user_text)
@@ -206,6 +208,15 @@ def test_the_imported_checkpoint_analyses_the_real_chest_cr(imported: Path, ches
     assert (image.rows, image.columns) == (1955, 1841)
     assert analysis.model.name == "gazex" and analysis.model.checkpoint_sha256 == engine.checkpoint.weights_sha256
     assert engine.checkpoint.gazex.generation.max_new_tokens_attention == 1024
+    # the preset's pixels and grid: MIMIC-CXR-JPG's conversion; LLaMA-Factory's 768 x 768 shrink to
+    # 791 x 745, then the processor's multiples of 28 (a single smart_resize at 589824 gives 784 x 728)
+    image = engine.checkpoint.gazex.image
+    assert (image.pixels, image.jpeg_quality, image.resize) == ("mimic-cxr-jpg", 95, "llamafactory")
+    assert llamafactory_size(1955, 1841, image.image_max_pixels) == (791, 745)
+    assert model_input_size(1955, 1841, engine.checkpoint.processing) == (784, 756)
+    assert smart_resize(1955, 1841, 28, 3136, 768 * 768) == (784, 728)
+    display = display_image(chest_cr, image.pixels, image.jpeg_quality).pixels * 255
+    assert 110 < float(display.mean()) < 140 and float(display.std()) > 60  # the issue's 126 and 73
 
 
 # -- the coordinate frame --------------------------------------------------------------------------
