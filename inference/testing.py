@@ -505,3 +505,90 @@ __all__ = [
     "make_tiny_checkpoint",
     "qwen2_vl_config",
 ]
+
+
+def teach_answers(
+    directory: str | Path,
+    gazex_document: Mapping[str, Any],
+    dataset: Any,
+    examine_answer: str,
+    attention_answers: Mapping[str, str],
+    *,
+    steps: int = 300,
+    learning_rate: float = 1e-2,
+    max_shard_size: int | str = "256KB",
+    seed: int = 0,
+) -> float:
+    """Overfit the tiny Qwen2-VL in ``directory`` to fixed answers for one image; returns the last loss.
+
+    The prompts, pixels and grid are made as the runtime makes them for ``dataset`` under
+    ``gazex_document`` (a ``gazex.json`` document, e.g. a preset; it is not written), so greedy
+    decoding then writes ``examine_answer`` and, for each sentence, its attention answer
+    (training stops once every answer token is the argmax after its prefix; RuntimeError if
+    ``steps`` are not enough).
+    The weights are saved back in place (sharded at ``max_shard_size``).  For end-to-end tests
+    of a random-weight checkpoint that must write findings with regions.
+    """
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from inference.backends.torch_backend import quiet_transformers
+    from inference.checkpoint import open_checkpoint
+    from inference.config import parse_gazex_config
+    from inference.pipeline import GazexPipeline
+
+    target = Path(directory)
+    checkpoint = open_checkpoint(target, gazex=parse_gazex_config(dict(gazex_document)))
+    pipeline = GazexPipeline(checkpoint, backend=None)  # type: ignore[arg-type]  # only its input side is used
+    image, _ = pipeline.model_image(dataset)
+    tokens = image.encoded.image_tokens
+    end = int(checkpoint.tokens.end_token_ids[0])  # <|im_end|>
+    pairs = [(pipeline.prompts.examine(tokens), examine_answer)]
+    pairs += [(pipeline.prompts.attention(sentence, tokens), answer) for sentence, answer in attention_answers.items()]
+    torch.manual_seed(seed)
+    with quiet_transformers():
+        model = Qwen2VLForConditionalGeneration.from_pretrained(str(target), torch_dtype=torch.float32)
+    model.train()
+    pixel_values = torch.from_numpy(image.encoded.pixel_values)
+    grid = torch.from_numpy(image.encoded.image_grid_thw)
+    batch_ids: list[list[int]] = []
+    batch_labels: list[list[int]] = []
+    for prompt, answer in pairs:
+        answer_ids = [*checkpoint.tokenizer.encode(answer, add_special_tokens=False).ids, end]
+        batch_ids.append(list(prompt) + answer_ids)
+        batch_labels.append([-100] * len(prompt) + answer_ids)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    loss_value = float("inf")
+    for _ in range(steps):
+        total = torch.zeros(())
+        learned = True
+        for ids, labels in zip(batch_ids, batch_labels, strict=True):
+            input_ids = torch.tensor([ids])
+            target_ids = torch.tensor([labels])
+            output = model(
+                input_ids=input_ids,
+                mm_token_type_ids=(input_ids == checkpoint.tokens.image_token_id).int(),
+                labels=target_ids,
+                pixel_values=pixel_values,
+                image_grid_thw=grid,
+            )
+            total = total + output.loss
+            # greedy decoding repeats the answer once every answer token is the argmax after its prefix
+            predicted = output.logits[0, :-1].argmax(-1)
+            expected = target_ids[0, 1:]
+            answer = expected != -100
+            learned = learned and bool((predicted[answer] == expected[answer]).all())
+        loss_value = float(total.detach()) / len(batch_ids)
+        if learned:
+            break
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    else:
+        raise RuntimeError(f"the answers were not learned in {steps} steps (loss {loss_value:.4f})")
+    model.eval()
+    for stale in [*target.glob("model*.safetensors"), target / "model.safetensors.index.json"]:
+        stale.unlink(missing_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(str(target), max_shard_size=max_shard_size)
+    return loss_value

@@ -123,7 +123,7 @@ def _remove(name: str) -> Callable[[Path], None]:
     return lambda directory: (directory / name).unlink()
 
 
-def _edit_json(name: str, change: Callable[[dict[str, object]], None]) -> Callable[[Path], None]:
+def _edit_json(name: str, change: Callable[[dict[str, object]], object]) -> Callable[[Path], None]:
     def edit(directory: Path) -> None:
         document = json.loads((directory / name).read_text())
         change(document)
@@ -210,12 +210,12 @@ def test_the_imported_checkpoint_analyses_the_real_chest_cr(imported: Path, ches
     assert engine.checkpoint.gazex.generation.max_new_tokens_attention == 1024
     # the preset's pixels and grid: MIMIC-CXR-JPG's conversion; LLaMA-Factory's 768 x 768 shrink to
     # 791 x 745, then the processor's multiples of 28 (a single smart_resize at 589824 gives 784 x 728)
-    image = engine.checkpoint.gazex.image
-    assert (image.pixels, image.jpeg_quality, image.resize) == ("mimic-cxr-jpg", 95, "llamafactory")
-    assert llamafactory_size(1955, 1841, image.image_max_pixels) == (791, 745)
+    settings = engine.checkpoint.gazex.image
+    assert (settings.pixels, settings.jpeg_quality, settings.resize) == ("mimic-cxr-jpg", 95, "llamafactory")
+    assert llamafactory_size(1955, 1841, settings.image_max_pixels) == (791, 745)
     assert model_input_size(1955, 1841, engine.checkpoint.processing) == (784, 756)
     assert smart_resize(1955, 1841, 28, 3136, 768 * 768) == (784, 728)
-    display = display_image(chest_cr, image.pixels, image.jpeg_quality).pixels * 255
+    display = display_image(chest_cr, settings.pixels, settings.jpeg_quality).pixels * 255
     assert 110 < float(display.mean()) < 140 and float(display.std()) > 60  # the 126 and 73
 
 
