@@ -1,12 +1,14 @@
 """``gazex.json``: what a GazeX checkpoint adds to a Hugging Face Qwen2-VL checkpoint.
 
-An example (the values GazeX itself uses)::
+An example (abbreviated: ``<...>`` stands for text left out here; a prompt that starts or ends
+with ``...`` or holds ``\u2026`` is refused, :func:`inference.prompts.placeholder_problem`;
+``gazex model import --preset gazex-upstream`` writes a complete one, :mod:`inference.presets`)::
 
     {
       "format": "gazex-checkpoint", "format_version": 1,
-      "name": "gazex", "version": "1.0", "manufacturer": "...",
+      "name": "gazex", "version": "1.0", "manufacturer": "<who made the weights>",
       "description": "free text for the model card",
-      "prompts": {"examine": "...", "attention": "... '{sentence}' ..."},
+      "prompts": {"examine": "<the examine prompt>", "attention": "<text with '{sentence}' once>"},
       "coordinates": {"kind": "downscaled", "factor": 4},
       "generation": {"max_new_tokens_examine": 512, "max_new_tokens_attention": 256},
       "image": {"min_pixels": 3136, "max_pixels": 589824},
@@ -22,7 +24,9 @@ the 8-bit image (``mimic-cxr-jpg`` only); ``"resize"``: ``"qwen2-vl"`` (the proc
 pixels, default 589824, first; ``image_max_pixels`` is for ``llamafactory`` only).
 
 ``coordinates`` is ``{"kind": "downscaled", "factor": F}`` (model coordinates are source pixels
-divided by F) or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and
+divided by F), optionally with ``"reference": {"width": W, "height": H}`` (pixels of a W x H
+image divided by F, mapped to each source image in proportion: ``x_src = x * F * columns / W``;
+GazeX: 2544 x 3056, MIMIC-CXR's typical frontal size, :data:`inference.geometry.MIMIC_CXR_REFERENCE`), or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and
 height).  ``metadata`` is an optional free-form object (training provenance, metrics); every
 other key is checked, and an unknown key is an error, so a typo never passes silently.
 
