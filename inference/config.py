@@ -26,9 +26,10 @@ pixels, default 589824, first; ``image_max_pixels`` is for ``llamafactory`` only
 ``coordinates`` is ``{"kind": "downscaled", "factor": F}`` (model coordinates are source pixels
 divided by F), optionally with ``"reference": {"width": W, "height": H}`` (pixels of a W x H
 image divided by F, mapped to each source image in proportion: ``x_src = x * F * columns / W``;
-GazeX: 2544 x 3056, MIMIC-CXR's typical frontal size, :data:`inference.geometry.MIMIC_CXR_REFERENCE`), or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and
-height).  ``metadata`` is an optional free-form object (training provenance, metrics); every
-other key is checked, and an unknown key is an error, so a typo never passes silently.
+GazeX: 2544 x 3056, MIMIC-CXR's typical frontal size, :data:`inference.geometry.MIMIC_CXR_REFERENCE`),
+or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and height).
+``metadata`` is an optional free-form object (training provenance, metrics); every other key is
+checked, and an unknown key is an error, so a typo never passes silently.
 
 ``"demo": true`` (optional, default false) marks demo weights that are not for clinical use:
 ``gazex serve`` refuses them unless ``model.allow_demo`` is set.  A checkpoint named

@@ -97,8 +97,9 @@ def register(subparsers: Any) -> None:
     convert.add_argument(
         "--coordinates",
         default="downscaled:4",
-        help="coordinate frame of the boxes: downscaled:FACTOR (GazeX: downscaled:4) or normalized:SCALE "
-        "(Qwen2-VL: normalized:1000); default downscaled:4",
+        help="coordinate frame of the boxes: downscaled:FACTOR[@WIDTHxHEIGHT] (GazeX: downscaled:4, or with "
+        "MIMIC-CXR's reference size downscaled:4@2544x3056) or normalized:SCALE (Qwen2-VL: normalized:1000); "
+        "default downscaled:4",
     )
     convert.add_argument(
         "--images-root",
