@@ -86,3 +86,9 @@ def test_a_llamafactory_export_goes_from_gazex_model_import_to_sr_seg_and_gsps_i
     [sr_file] = [f for f in files if f.name.startswith("SR")]
     content = read_sr(pydicom.dcmread(sr_file))
     assert [f.finding for f in content.findings] == [FINDING_LABELS["nodule"]]
+    # the observation (110,140)-(190,220) in the preset's frame: 4 x the pixels of a 2544 x 3056
+    # image, mapped in proportion onto this 128 x 128 one
+    box = content.findings[0].box
+    assert box is not None
+    expected = (110 * 4 * 128 / 2544, 140 * 4 * 128 / 3056, 190 * 4 * 128 / 2544, 220 * 4 * 128 / 3056)
+    assert box == pytest.approx(expected, abs=0.01)
