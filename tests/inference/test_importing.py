@@ -14,7 +14,14 @@ from pydicom.dataset import Dataset
 from inference import load_engine
 from inference.checkpoint import CheckpointError, open_checkpoint
 from inference.config import GazexConfigError, parse_gazex_config
-from inference.geometry import MIMIC_CXR_REFERENCE, DownscaledFrame, ImageGeometry, ReferenceSize, parse_frame
+from inference.geometry import (
+    MIMIC_CXR_REFERENCE,
+    DownscaledFrame,
+    ImageGeometry,
+    ReferenceSize,
+    frame_from_json,
+    parse_frame,
+)
 from inference.importing import import_checkpoint
 from inference.parsing import parse_attention
 from inference.pixels import display_image
@@ -278,6 +285,12 @@ def test_the_reference_frame_in_gazex_json_and_on_the_command_line() -> None:
     assert parse_gazex_config(document).coordinates == DownscaledFrame(4.0, ReferenceSize(2544, 3056))
     assert parse_frame("downscaled:4@2544x3056") == DownscaledFrame(4.0, ReferenceSize(2544, 3056))
     assert str(DownscaledFrame(4.0, ReferenceSize(2544, 3056))) == "downscaled:4@2544x3056"
+    # the training records' description (records.meta.json) reads the same object
+    assert frame_from_json(document["coordinates"]) == DownscaledFrame(4.0, ReferenceSize(2544, 3056))
+    with pytest.raises(ValueError, match=r"coordinates\.reference must be"):
+        frame_from_json({"kind": "downscaled", "factor": 4, "reference": {"width": 2544}})
+    with pytest.raises(ValueError, match="reference size '2544' is not WIDTHxHEIGHT"):
+        parse_frame("downscaled:4@2544")
     for bad, message in (
         ({"width": 0, "height": 3056}, "coordinates.reference.width must be an integer"),
         ({"width": 2544}, "coordinates.reference is missing the key"),
