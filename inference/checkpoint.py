@@ -245,6 +245,19 @@ def _token_spec(directory: Path, tokenizer: Tokenizer) -> TokenSpec:
     )
 
 
+def _read_gazex_json(directory: Path) -> Any:
+    """``gazex.json``; when it is missing from a Hugging Face checkpoint, say how to write it."""
+    path = directory / "gazex.json"
+    if not path.is_file() and (directory / "config.json").is_file():
+        raise CheckpointError(
+            f"{directory}: gazex.json is missing: this is a Hugging Face checkpoint without GazeX's settings "
+            "(prompts, coordinate frame, generation budgets, image settings). For weights trained with the public "
+            f'GazeX recipe run: gazex model import {directory} --preset gazex-upstream (README, "Running the real '
+            'GazeX weights")'
+        )
+    return _read_json(path, "gazex.json (prompts, coordinate frame, generation settings)")
+
+
 def is_demo_checkpoint(path_or_builtin: str | Path) -> bool:
     """Whether the checkpoint holds demo weights, not for clinical use (:attr:`GazexConfig.is_demo`).
 
@@ -252,7 +265,7 @@ def is_demo_checkpoint(path_or_builtin: str | Path) -> bool:
     raises :class:`CheckpointError` when that file is missing or invalid.
     """
     directory = resolve_checkpoint_path(path_or_builtin)
-    document = _read_json(directory / "gazex.json", "gazex.json (prompts, coordinate frame, generation settings)")
+    document = _read_gazex_json(directory)
     try:
         return parse_gazex_config(document).is_demo
     except GazexConfigError as exc:
@@ -272,7 +285,7 @@ def open_checkpoint(path_or_builtin: str | Path, gazex: GazexConfig | None = Non
         raise CheckpointError(f"{directory}: a checkpoint is a directory, not a file")
 
     if gazex is None:
-        document = _read_json(directory / "gazex.json", "gazex.json (prompts, coordinate frame, generation settings)")
+        document = _read_gazex_json(directory)
         try:
             gazex = parse_gazex_config(document)
         except GazexConfigError as exc:

@@ -1,12 +1,14 @@
 """``gazex.json``: what a GazeX checkpoint adds to a Hugging Face Qwen2-VL checkpoint.
 
-An example (the values GazeX itself uses)::
+An example (abbreviated: ``<...>`` stands for text left out here; a prompt that starts or ends
+with ``...`` or holds ``\u2026`` is refused, :func:`inference.prompts.placeholder_problem`;
+``gazex model import --preset gazex-upstream`` writes a complete one, :mod:`inference.presets`)::
 
     {
       "format": "gazex-checkpoint", "format_version": 1,
-      "name": "gazex", "version": "1.0", "manufacturer": "...",
+      "name": "gazex", "version": "1.0", "manufacturer": "<who made the weights>",
       "description": "free text for the model card",
-      "prompts": {"examine": "...", "attention": "... '{sentence}' ..."},
+      "prompts": {"examine": "<the examine prompt>", "attention": "<text with '{sentence}' once>"},
       "coordinates": {"kind": "downscaled", "factor": 4},
       "generation": {"max_new_tokens_examine": 512, "max_new_tokens_attention": 256},
       "image": {"min_pixels": 3136, "max_pixels": 589824},
@@ -22,9 +24,12 @@ the 8-bit image (``mimic-cxr-jpg`` only); ``"resize"``: ``"qwen2-vl"`` (the proc
 pixels, default 589824, first; ``image_max_pixels`` is for ``llamafactory`` only).
 
 ``coordinates`` is ``{"kind": "downscaled", "factor": F}`` (model coordinates are source pixels
-divided by F) or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and
-height).  ``metadata`` is an optional free-form object (training provenance, metrics); every
-other key is checked, and an unknown key is an error, so a typo never passes silently.
+divided by F), optionally with ``"reference": {"width": W, "height": H}`` (pixels of a W x H
+image divided by F, mapped to each source image in proportion: ``x_src = x * F * columns / W``;
+GazeX: 2544 x 3056, MIMIC-CXR's typical frontal size, :data:`inference.geometry.MIMIC_CXR_REFERENCE`),
+or ``{"kind": "normalized", "scale": S}`` (0..S across the image width and height).
+``metadata`` is an optional free-form object (training provenance, metrics); every other key is
+checked, and an unknown key is an error, so a typo never passes silently.
 
 ``"demo": true`` (optional, default false) marks demo weights that are not for clinical use:
 ``gazex serve`` refuses them unless ``model.allow_demo`` is set.  A checkpoint named
@@ -39,8 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.geometry import CoordinateFrame, DownscaledFrame, NormalizedFrame
-from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_EXAMINE_PROMPT, SENTENCE_SLOT
+from inference.geometry import CoordinateFrame, DownscaledFrame, NormalizedFrame, ReferenceSize
+from inference.prompts import GAZEX_ATTENTION_PROMPT, GAZEX_EXAMINE_PROMPT, SENTENCE_SLOT, placeholder_problem
 
 FORMAT_NAME = "gazex-checkpoint"
 FORMAT_VERSION = 1
@@ -75,6 +80,10 @@ class Prompts:
                 f'Argument "attention" must contain the placeholder {SENTENCE_SLOT} exactly once '
                 f"(found {self.attention.count(SENTENCE_SLOT)})"
             )
+        for name in ("examine", "attention"):
+            problem = placeholder_problem(getattr(self, name))
+            if problem:
+                raise ValueError(f'Argument "{name}" {problem}')
 
 
 #: GazeX's own prompts (:mod:`inference.prompts`).
@@ -234,8 +243,17 @@ def _coordinates(document: Any) -> CoordinateFrame:
     obj = _object(document, where)
     kind = obj.get("kind")
     if kind == "downscaled":
-        _check_keys(obj, where, {"kind", "factor"})
-        return DownscaledFrame(_positive_number(obj, "factor", where))
+        _check_keys(obj, where, {"kind", "factor"}, frozenset({"reference"}))
+        factor = _positive_number(obj, "factor", where)
+        reference = None
+        if "reference" in obj:
+            ref = _object(obj["reference"], "coordinates.reference")
+            _check_keys(ref, "coordinates.reference", {"width", "height"})
+            reference = ReferenceSize(
+                width=_integer(ref, "width", "coordinates.reference", 1, 1 << 16),
+                height=_integer(ref, "height", "coordinates.reference", 1, 1 << 16),
+            )
+        return DownscaledFrame(factor, reference)
     if kind == "normalized":
         _check_keys(obj, where, {"kind", "scale"})
         return NormalizedFrame(_positive_number(obj, "scale", where))
@@ -323,7 +341,12 @@ def parse_gazex_config(document: Any) -> GazexConfig:
             f"prompts.attention must contain the placeholder {SENTENCE_SLOT} exactly once "
             f"(found {attention.count(SENTENCE_SLOT)})"
         )
-    prompts = Prompts(examine=_text(prompts_obj, "examine", "prompts"), attention=attention)
+    examine = _text(prompts_obj, "examine", "prompts")
+    for key, text in (("examine", examine), ("attention", attention)):
+        problem = placeholder_problem(text)
+        if problem:
+            raise GazexConfigError(f"prompts.{key} {problem}")
+    prompts = Prompts(examine=examine, attention=attention)
 
     generation_obj = _object(top["generation"], "generation")
     _check_keys(generation_obj, "generation", {"max_new_tokens_examine", "max_new_tokens_attention"})

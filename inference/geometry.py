@@ -29,28 +29,64 @@ def _plain(value: float) -> float | int:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceSize:
+    """The image size a :class:`DownscaledFrame` was trained on (``width`` x ``height`` pixels)."""
+
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f'Argument "{name}" must be a positive integer, got {value!r}')
+
+
+#: MIMIC-CXR's typical frontal image, 2544 columns x 3056 rows: GazeX's attention targets are
+#: pixels of such images divided by 4 (README, "Running the real GazeX weights").
+MIMIC_CXR_REFERENCE = ReferenceSize(width=2544, height=3056)
+
+
+@dataclass(frozen=True, slots=True)
 class DownscaledFrame:
-    """Model coordinates are source pixels divided by ``factor`` (GazeX: 4)."""
+    """Model coordinates are source pixels divided by ``factor`` (GazeX: 4).
+
+    With a ``reference`` size the model writes pixels of a ``reference.width`` x
+    ``reference.height`` image divided by ``factor``, and each source image is mapped in
+    proportion: ``x_src = x_model * factor * columns / reference.width`` (same for y with rows).
+    A model trained on images of one typical size, seeing only the resized image, learns that
+    size's frame; without a reference, the factor applies to every image's own pixels.
+    """
 
     factor: float
+    reference: ReferenceSize | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.factor) and self.factor > 0):
             raise ValueError(f'Argument "factor" must be a positive finite number, got {self.factor!r}')
 
     def describe(self) -> str:
-        return f"downscaled by {self.factor:g}"
+        if self.reference is None:
+            return f"downscaled by {self.factor:g}"
+        return f"downscaled by {self.factor:g} from a {self.reference.width}x{self.reference.height} reference image"
 
     def source_pixels_per_unit(self, rows: int, columns: int) -> tuple[float, float]:
         """Source pixels per model unit along x and along y, for an image of ``rows`` x ``columns``."""
-        return self.factor, self.factor
+        if self.reference is None:
+            return self.factor, self.factor
+        return self.factor * columns / self.reference.width, self.factor * rows / self.reference.height
 
     def to_json(self) -> dict[str, Any]:
         """The ``coordinates`` object of ``gazex.json``."""
-        return {"kind": "downscaled", "factor": _plain(self.factor)}
+        document: dict[str, Any] = {"kind": "downscaled", "factor": _plain(self.factor)}
+        if self.reference is not None:
+            document["reference"] = {"width": self.reference.width, "height": self.reference.height}
+        return document
 
     def __str__(self) -> str:
-        return f"downscaled:{_plain(self.factor)}"
+        if self.reference is None:
+            return f"downscaled:{_plain(self.factor)}"
+        return f"downscaled:{_plain(self.factor)}@{self.reference.width}x{self.reference.height}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,30 +116,66 @@ class NormalizedFrame:
 
 CoordinateFrame = DownscaledFrame | NormalizedFrame
 
-_FRAME_SPELLING = "downscaled:FACTOR or normalized:SCALE (e.g. downscaled:4 for GazeX, normalized:1000 for Qwen2-VL)"
+_FRAME_SPELLING = (
+    "downscaled:FACTOR[@WIDTHxHEIGHT] or normalized:SCALE (e.g. downscaled:4 for GazeX, normalized:1000 for Qwen2-VL)"
+)
+
+
+def _reference_from_json(document: Any) -> ReferenceSize:
+    if not isinstance(document, Mapping) or set(document) != {"width", "height"}:
+        raise ValueError(f'coordinates.reference must be {{"width": W, "height": H}}, got {document!r}')
+    try:
+        return ReferenceSize(width=document["width"], height=document["height"])
+    except ValueError as exc:
+        raise ValueError(f"coordinates.reference: {exc}") from None
 
 
 def frame_from_json(document: Mapping[str, Any]) -> CoordinateFrame:
-    """A frame from ``gazex.json``'s ``coordinates`` object; raises ``ValueError`` naming the problem."""
+    """A frame from ``gazex.json``'s ``coordinates`` object; raises ``ValueError`` naming the problem.
+
+    ``{"kind": "downscaled", "factor": F}`` may carry ``"reference": {"width": W, "height": H}``.
+    """
     kind = document.get("kind")
     key = {"downscaled": "factor", "normalized": "scale"}.get(str(kind))
     value = document.get(key) if key is not None else None
-    if key is None or set(document) != {"kind", key} or isinstance(value, bool) or not isinstance(value, int | float):
-        expected = '{"kind": "downscaled", "factor": N} or {"kind": "normalized", "scale": N}'
+    allowed = {"kind", key, "reference"} if kind == "downscaled" else {"kind", key}
+    keys = set(document)
+    if (
+        key is None
+        or not {"kind", key} <= keys <= allowed
+        or isinstance(value, bool)
+        or not isinstance(value, int | float)
+    ):
+        expected = (
+            '{"kind": "downscaled", "factor": N} (optionally with "reference": {"width": W, "height": H}) '
+            'or {"kind": "normalized", "scale": N}'
+        )
         raise ValueError(f"coordinates must be {expected}, got {dict(document)}")
-    return DownscaledFrame(float(value)) if kind == "downscaled" else NormalizedFrame(float(value))
+    if kind == "normalized":
+        return NormalizedFrame(float(value))
+    reference = _reference_from_json(document["reference"]) if "reference" in document else None
+    return DownscaledFrame(float(value), reference)
 
 
 def parse_frame(text: str) -> CoordinateFrame:
-    """A frame in its command-line spelling, ``downscaled:4`` or ``normalized:1000``."""
-    kind, _, number = text.partition(":")
-    if kind not in ("downscaled", "normalized") or not number:
+    """A frame in its command-line spelling: ``downscaled:4``, ``downscaled:4@2544x3056`` or ``normalized:1000``."""
+    kind, _, rest = text.partition(":")
+    number, _, size = rest.partition("@")
+    if kind not in ("downscaled", "normalized") or not number or (size and kind != "downscaled"):
         raise ValueError(f"coordinate frame {text!r} is not {_FRAME_SPELLING}")
     try:
         value = float(number)
     except ValueError:
         raise ValueError(f"coordinate frame {text!r}: {number!r} is not a number") from None
-    return DownscaledFrame(value) if kind == "downscaled" else NormalizedFrame(value)
+    if kind == "normalized":
+        return NormalizedFrame(value)
+    reference = None
+    if size:
+        width, _, height = size.partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise ValueError(f"coordinate frame {text!r}: the reference size {size!r} is not WIDTHxHEIGHT")
+        reference = ReferenceSize(int(width), int(height))
+    return DownscaledFrame(value, reference)
 
 
 @dataclass(frozen=True, slots=True)

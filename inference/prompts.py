@@ -23,7 +23,36 @@ GAZEX_EXAMINE_PROMPT = (
     "Given an X-ray image, mimic a radiologist's eye-tracking pattern and generate a description of the image."
 )
 
+#: The examine prompt GazeX was trained with (``preprocessing_scripts/Create_Training_Data.py``:
+#: the user turn ``"<image> Given an X-ray image, ..."``).  LLaMA-Factory's ``qwen2_vl`` template
+#: replaces ``<image>`` with ``<|vision_start|><|image_pad|>...<|vision_end|>`` and keeps the
+#: rest, so the text after the image starts with that space; :func:`render_chat` puts the
+#: image first, so this constant keeps the leading space and the token sequences are equal.
+GAZEX_TRAINING_EXAMINE_PROMPT = (
+    " Given an X-ray image, using the radiologist's interpretation pattern, generate a detailed description or "
+    "diagnosis for the image."
+)
+
 SENTENCE_SLOT = "{sentence}"
+
+
+def placeholder_problem(prompt: str) -> str | None:
+    """Why ``prompt`` looks like an abbreviated example rather than a real prompt, or None.
+
+    A prompt that ends in ``...`` or contains ``\u2026`` is refused; GazeX's own attention prompt
+    has ``...`` inside its format description (``(centroidx2, centroidy2), ...]``), which is
+    allowed.
+    """
+    text = prompt.strip()
+    if "\u2026" in text:
+        return "contains the placeholder \u2026 (an abbreviated example); give the complete prompt text"
+    if text.endswith("...") or text.startswith("..."):
+        return (
+            'starts or ends with the placeholder "..." (an abbreviated example); give the complete prompt text '
+            "(GazeX's are in inference.prompts and the README)"
+        )
+    return None
+
 
 GAZEX_ATTENTION_PROMPT = (
     "Given an X-ray image and a radiologist's description '{sentence}', mimic a radiologist's interpretation "

@@ -381,6 +381,8 @@ def make_tiny_checkpoint(
     device: str = "cpu",
     tokenizer: Any = None,
     model: Any = None,
+    max_shard_size: int | str | None = None,
+    write_gazex_json: bool = True,
 ) -> Path:
     """Write a random-weight GazeX checkpoint (Qwen2-VL of ``shape``) to ``directory``; returns it.
 
@@ -388,6 +390,8 @@ def make_tiny_checkpoint(
     ``tokenizer`` (from :func:`build_tokenizer`) and its ``model`` (a
     ``Qwen2VLForConditionalGeneration`` built from :func:`qwen2_vl_config` with that
     tokenizer's ids); otherwise a model is initialised from ``seed`` on ``device``.
+    ``max_shard_size`` saves the weights in shards with ``model.safetensors.index.json``;
+    ``write_gazex_json=False`` leaves out the project's ``gazex.json``.
     """
     import torch
     from transformers import Qwen2VLForConditionalGeneration
@@ -408,7 +412,10 @@ def make_tiny_checkpoint(
             model = Qwen2VLForConditionalGeneration(config)
     model = model.to(getattr(torch, dtype))
     with quiet_transformers():
-        model.save_pretrained(str(target))
+        if max_shard_size is None:
+            model.save_pretrained(str(target))
+        else:
+            model.save_pretrained(str(target), max_shard_size=max_shard_size)
     generation_config = {
         "bos_token_id": token_ids["<|endoftext|>"],
         "eos_token_id": [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]],
@@ -418,7 +425,32 @@ def make_tiny_checkpoint(
     (target / "generation_config.json").write_text(json.dumps(generation_config, indent=2), encoding="utf-8")
     write_tokenizer_files(target, tokenizer)
     write_processor_config(target, options.image)
-    (target / "gazex.json").write_text(json.dumps(options.gazex_config().to_json(), indent=2), encoding="utf-8")
+    if write_gazex_json:
+        (target / "gazex.json").write_text(json.dumps(options.gazex_config().to_json(), indent=2), encoding="utf-8")
+    return target
+
+
+def make_llamafactory_export(
+    directory: str | Path,
+    *,
+    chat_template_in: str = "chat_template.json",
+    max_shard_size: int | str = "256KB",
+    seed: int = 0,
+) -> Path:
+    """A tiny random Qwen2-VL saved as LLaMA-Factory exports one: what a site receives with GazeX weights.
+
+    Sharded safetensors with ``model.safetensors.index.json``, ``config.json``,
+    ``generation_config.json``, the tokenizer files, ``preprocessor_config.json`` and the chat
+    template (``chat_template_in``: ``"chat_template.json"``, or ``"tokenizer_config"`` for only
+    the ``chat_template`` key of ``tokenizer_config.json``), and no ``gazex.json``.
+    """
+    if chat_template_in not in ("chat_template.json", "tokenizer_config"):
+        raise ValueError(
+            f'Argument "chat_template_in" must be chat_template.json or tokenizer_config, got {chat_template_in!r}'
+        )
+    target = make_tiny_checkpoint(directory, seed=seed, max_shard_size=max_shard_size, write_gazex_json=False)
+    if chat_template_in == "tokenizer_config":
+        (target / "chat_template.json").unlink()
     return target
 
 
@@ -473,3 +505,91 @@ __all__ = [
     "make_tiny_checkpoint",
     "qwen2_vl_config",
 ]
+
+
+def teach_answers(
+    directory: str | Path,
+    gazex_document: Mapping[str, Any],
+    dataset: Any,
+    examine_answer: str,
+    attention_answers: Mapping[str, str],
+    *,
+    steps: int = 300,
+    learning_rate: float = 1e-2,
+    margin_loss: float = 2e-3,
+    max_shard_size: int | str = "256KB",
+    seed: int = 0,
+) -> float:
+    """Overfit the tiny Qwen2-VL in ``directory`` to fixed answers for one image; returns the last loss.
+
+    The prompts, pixels and grid are made as the runtime makes them for ``dataset`` under
+    ``gazex_document`` (a ``gazex.json`` document, e.g. a preset; it is not written), so greedy
+    decoding then writes ``examine_answer`` and, for each sentence, its attention answer
+    (training stops once every answer token is the argmax after its prefix and the mean loss
+    is under ``margin_loss``; RuntimeError if ``steps`` are not enough).
+    The weights are saved back in place (sharded at ``max_shard_size``).  For end-to-end tests
+    of a random-weight checkpoint that must write findings with regions.
+    """
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from inference.backends.torch_backend import quiet_transformers
+    from inference.checkpoint import open_checkpoint
+    from inference.config import parse_gazex_config
+    from inference.pipeline import GazexPipeline
+
+    target = Path(directory)
+    checkpoint = open_checkpoint(target, gazex=parse_gazex_config(dict(gazex_document)))
+    pipeline = GazexPipeline(checkpoint, backend=None)  # type: ignore[arg-type]  # only its input side is used
+    image, _ = pipeline.model_image(dataset)
+    tokens = image.encoded.image_tokens
+    end = int(checkpoint.tokens.end_token_ids[0])  # <|im_end|>
+    pairs = [(pipeline.prompts.examine(tokens), examine_answer)]
+    pairs += [(pipeline.prompts.attention(sentence, tokens), answer) for sentence, answer in attention_answers.items()]
+    torch.manual_seed(seed)
+    with quiet_transformers():
+        model = Qwen2VLForConditionalGeneration.from_pretrained(str(target), torch_dtype=torch.float32)
+    model.train()
+    pixel_values = torch.from_numpy(image.encoded.pixel_values)
+    grid = torch.from_numpy(image.encoded.image_grid_thw)
+    batch_ids: list[list[int]] = []
+    batch_labels: list[list[int]] = []
+    for prompt, answer in pairs:
+        answer_ids = [*checkpoint.tokenizer.encode(answer, add_special_tokens=False).ids, end]
+        batch_ids.append(list(prompt) + answer_ids)
+        batch_labels.append([-100] * len(prompt) + answer_ids)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    loss_value = float("inf")
+    for _ in range(steps):
+        total = torch.zeros(())
+        learned = True
+        for ids, labels in zip(batch_ids, batch_labels, strict=True):
+            input_ids = torch.tensor([ids])
+            target_ids = torch.tensor([labels])
+            output = model(
+                input_ids=input_ids,
+                mm_token_type_ids=(input_ids == checkpoint.tokens.image_token_id).int(),
+                labels=target_ids,
+                pixel_values=pixel_values,
+                image_grid_thw=grid,
+            )
+            total = total + output.loss
+            # greedy decoding repeats the answer once every answer token is the argmax after its prefix
+            predicted = output.logits[0, :-1].argmax(-1)
+            expected = target_ids[0, 1:]
+            answer = expected != -100
+            learned = learned and bool((predicted[answer] == expected[answer]).all())
+        loss_value = float(total.detach()) / len(batch_ids)
+        if learned and loss_value < margin_loss:  # a margin, so batched decoding's rounding keeps the argmax
+            break
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    else:
+        raise RuntimeError(f"the answers were not learned in {steps} steps (loss {loss_value:.4f})")
+    model.eval()
+    for stale in [*target.glob("model*.safetensors"), target / "model.safetensors.index.json"]:
+        stale.unlink(missing_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(str(target), max_shard_size=max_shard_size)
+    return loss_value

@@ -12,6 +12,9 @@ The runtime artefacts (``export-onnx``, ``build-engine``, ``triton-repo``) live 
   (:mod:`gateway.cli.model_train`).
 - ``gazex model eval --model PATH|builtin:NAME --count N --seed S`` measures a checkpoint on
   held-out phantoms (:mod:`gateway.cli.model_train`).
+- ``gazex model import DIR [--preset gazex-upstream] [--out DIR]`` writes ``gazex.json`` for a
+  Hugging Face Qwen2-VL checkpoint trained elsewhere (:mod:`inference.importing`);
+  ``gazex model check DIR [--image FILE.dcm]`` runs one image through both stages.
 """
 
 from __future__ import annotations
@@ -94,8 +97,9 @@ def register(subparsers: Any) -> None:
     convert.add_argument(
         "--coordinates",
         default="downscaled:4",
-        help="coordinate frame of the boxes: downscaled:FACTOR (GazeX: downscaled:4) or normalized:SCALE "
-        "(Qwen2-VL: normalized:1000); default downscaled:4",
+        help="coordinate frame of the boxes: downscaled:FACTOR[@WIDTHxHEIGHT] (GazeX: downscaled:4, or with "
+        "MIMIC-CXR's reference size downscaled:4@2544x3056) or normalized:SCALE (Qwen2-VL: normalized:1000); "
+        "default downscaled:4",
     )
     convert.add_argument(
         "--images-root",
@@ -126,6 +130,7 @@ def register(subparsers: Any) -> None:
     )
     convert.set_defaults(handler=run_convert)
 
+    register_import(commands)
     model_engines.register(commands)  # export-onnx, build-engine, triton-repo
     register_train(commands)
     register_eval(commands)
@@ -216,4 +221,116 @@ def run_convert(args: argparse.Namespace) -> int:
     )
     if summary.sentences_without_region:
         print(f"  sentences left out (no ellipse and no fixation): {summary.sentences_without_region}")
+    return 0
+
+
+# -- import and check --------------------------------------------------------------------------------
+
+
+def register_import(commands: Any) -> None:
+    from inference.presets import PRESETS
+
+    importing = commands.add_parser(
+        "import",
+        help="write gazex.json for a Hugging Face Qwen2-VL checkpoint trained elsewhere (e.g. the real GazeX weights)",
+        description="Check that DIR holds a Qwen2-VL checkpoint transformers can load (config.json, safetensors "
+        "weights, tokenizer, preprocessor_config.json, chat template), then write gazex.json with the preset's "
+        "settings: into DIR, or with --out into a new folder holding DIR's files (hard links where possible) and "
+        "gazex.json, leaving DIR as received.",
+    )
+    importing.add_argument("directory", type=Path, metavar="DIR", help="the checkpoint folder as received")
+    importing.add_argument(
+        "--preset", choices=sorted(PRESETS), default="gazex-upstream", help="settings to write (default gazex-upstream)"
+    )
+    importing.add_argument("--out", type=Path, default=None, help="import into this new folder instead of DIR")
+    importing.add_argument("--name", default=None, help="model name recorded in every result (default gazex)")
+    importing.add_argument("--version", default=None, help="model version recorded in every result (default 1.0)")
+    importing.add_argument("--manufacturer", default=None, help="manufacturer recorded in the DICOM objects")
+    importing.add_argument("--force", action="store_true", help="replace an existing gazex.json in DIR")
+    importing.set_defaults(handler=run_import)
+
+    check = commands.add_parser(
+        "check",
+        help="run one image through both stages of a checkpoint and print the parsed output",
+        description="Load the checkpoint in DIR and analyse one image: FILE.dcm, or by default the NEMA chest CR "
+        "(RG1_UNCR.dcm) when pydicom-data is installed, else the bundled synthetic phantom.",
+    )
+    check.add_argument("directory", metavar="DIR", help="a GazeX checkpoint directory (after gazex model import)")
+    check.add_argument("--image", type=Path, default=None, metavar="FILE.dcm", help="the DICOM image to analyse")
+    check.add_argument("--backend", default="torch", help="generation backend (default torch)")
+    check.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    check.set_defaults(handler=run_check)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from inference.checkpoint import CheckpointError
+    from inference.importing import import_checkpoint
+
+    identity = {key: getattr(args, key) for key in ("name", "version", "manufacturer") if getattr(args, key)}
+    try:
+        result = import_checkpoint(args.directory, preset=args.preset, out=args.out, force=args.force, **identity)
+    except CheckpointError as exc:
+        raise CommandError(f"cannot import: {exc}") from exc
+    except OSError as exc:
+        raise CommandError(f"cannot write the imported checkpoint: {exc}") from exc
+    config = result.config
+    print(f"wrote {result.gazex_json} (preset {args.preset})")
+    if result.target != result.source:
+        print(f"  files from {result.source}: {result.linked} hard-linked, {result.copied} copied")
+    print(f"  model: {config.name} {config.version} ({config.manufacturer})")
+    print(f"  weights: {len(result.weight_files)} file(s), sha256 {result.weights_sha256}")
+    print(f"  examine prompt: {config.prompts.examine!r}")
+    print(f"  attention prompt: {config.prompts.attention!r}")
+    print(f"  coordinates: {config.coordinates.describe()}")
+    print(
+        f"  generation: examine {config.generation.max_new_tokens_examine} tokens, attention "
+        f"{config.generation.max_new_tokens_attention} tokens"
+    )
+    image = result.document["image"]
+    print("  image: " + ", ".join(f"{key} {value}" for key, value in image.items()))
+    print(f"next: gazex model check {result.target}; then set model.path = {result.target} and run gazex serve")
+    return 0
+
+
+def _default_check_image(folder: Path) -> tuple[Path, str]:
+    try:
+        from pydicom.data import get_testdata_file
+
+        found = get_testdata_file("RG1_UNCR.dcm")
+    except (ImportError, OSError, ValueError):  # pydicom-data missing or unreadable: fall back to the phantom
+        found = None
+    if found is not None:
+        return Path(str(found)), "the NEMA WG04 chest CR (RG1_UNCR.dcm, from pydicom-data)"
+    from inference import PhantomConfig, write_phantom_dataset
+
+    write_phantom_dataset(folder, seed=2024, count=1, formats=("dicom",), config=PhantomConfig.only("nodule"))
+    path = next(iter(sorted(folder.rglob("*.dcm"))))
+    return path, "the bundled synthetic phantom (not a patient; pydicom-data is not installed)"
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from gateway.cli.analyze import format_report, read_datasets
+    from inference import InferenceError, load_engine
+
+    with tempfile.TemporaryDirectory(prefix="gazex-check-") as scratch:
+        if args.image is not None:
+            path, what = args.image, str(args.image)
+        else:
+            path, what = _default_check_image(Path(scratch))
+        studies = read_datasets([path])
+        try:
+            engine = load_engine(args.directory, backend=args.backend, device=args.device)
+        except InferenceError as exc:
+            raise CommandError(f"cannot load {args.directory}: {exc}") from exc
+        gazex = engine.checkpoint.gazex
+        print(f"model: {gazex.name} {gazex.version} from {engine.checkpoint.path} ({engine.backend.name} backend)")
+        print(f"  coordinates: {gazex.coordinates.describe()}; image: {what}")
+        (datasets,) = studies.values()
+        try:
+            report = engine.analyze_study(datasets)
+        except InferenceError as exc:
+            raise CommandError(f"the analysis failed: {exc}") from exc
+    print(format_report(report))
     return 0
