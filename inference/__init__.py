@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from inference.demo import FINDING_KINDS, REPORT_STYLES, PhantomConfig, write_phantom_dataset
     from inference.engine import Engine, InferenceError, InputImageError
     from inference.geometry import CoordinateFrame, parse_frame
+    from inference.importing import import_checkpoint
     from inference.onnx_export import export_cache_dir, export_onnx
     from inference.pixels import SUPPORTED_TRANSFER_SYNTAXES, PixelDataError
+    from inference.presets import PRESETS
     from inference.reflacx import ReflacxFormatError
     from inference.results import (
         FINDING_LABELS,
@@ -67,6 +69,8 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "inference.checkpoint",
     "builtin_checkpoints": "inference.checkpoint",
     "is_demo_checkpoint": "inference.checkpoint",
+    "import_checkpoint": "inference.importing",
+    "PRESETS": "inference.presets",
     "open_checkpoint": "inference.checkpoint",
     "GAZEX_PROMPTS": "inference.config",
     "GenerationSettings": "inference.config",
@@ -127,6 +131,7 @@ __all__ = [
     "FINDING_KINDS",
     "FINDING_LABELS",
     "GAZEX_PROMPTS",
+    "PRESETS",
     "REPORT_STYLES",
     "STATEMENT_LABELS",
     "SUPPORTED_TRANSFER_SYNTAXES",
@@ -171,6 +176,7 @@ __all__ = [
     "evaluate_checkpoint",
     "export_cache_dir",
     "export_onnx",
+    "import_checkpoint",
     "is_demo_checkpoint",
     "load_engine",
     "make_tiny_checkpoint",

@@ -228,7 +228,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def register_import(commands: Any) -> None:
-    from inference.presets import PRESETS
+    from inference import PRESETS
 
     importing = commands.add_parser(
         "import",
@@ -263,8 +263,7 @@ def register_import(commands: Any) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from inference.checkpoint import CheckpointError
-    from inference.importing import import_checkpoint
+    from inference import CheckpointError, import_checkpoint
 
     identity = {key: getattr(args, key) for key in ("name", "version", "manufacturer") if getattr(args, key)}
     try:
