@@ -204,6 +204,19 @@ def clean_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in settings}
 
 
+def run_gazex(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``gazex ARGS`` as a process from the repository root, in a clean environment; its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env if env is not None else clean_environment(),
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
 @dataclass
 class ServeProcess:
     process: subprocess.Popen[bytes]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.conftest import require_tool
-from tests.ingest_support import REPO_ROOT, clean_environment
+from tests.ingest_support import run_gazex
 
 # slow: it makes a tiny checkpoint (when the demo model is not bundled), loads torch and runs the
 # model: about 20 s on the project's 2 cores; it is the product's main command, so it runs whole
@@ -22,15 +20,7 @@ def test_gazex_demo_delivers_valid_results_and_writes_the_overlay(tmp_path: Path
     require_tool("storescu")
     require_tool("dciodvfy")
     out = tmp_path / "demo"
-    run = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=clean_environment(),
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    run = run_gazex("demo", "--out", str(out), timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     printed = run.stdout
     assert "SYNTHETIC phantom (not a patient)" in printed

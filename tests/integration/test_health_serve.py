@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.ingest_support import REPO_ROOT, clean_environment, serve_config, start_serve, write_config
+from tests.ingest_support import run_gazex, serve_config, start_serve, write_config
 
 pytestmark = pytest.mark.integration
 
 
 def _health(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "health", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_environment(),
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    return run_gazex("health", "--config", str(config))
 
 
 def test_health_follows_the_running_node(tmp_path: Path, free_port: Callable[[], int]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from inference.presets import gazex_upstream
 from inference.results import FINDING_LABELS
 from inference.testing import make_llamafactory_export, teach_answers
 from tests.conftest import require_tool
-from tests.ingest_support import REPO_ROOT, clean_environment, small_cr, start_serve, write_dataset
+from tests.ingest_support import run_gazex, small_cr, start_serve, write_dataset
 from tests.integration.pipeline_support import pipeline_config, query, wait_for
 
 pytestmark = pytest.mark.integration
@@ -44,10 +43,10 @@ def test_a_llamafactory_export_goes_from_gazex_model_import_to_sr_seg_and_gsps_i
     assert (received / "model.safetensors.index.json").is_file()
 
     imported = tmp_path / "gazex-model"
-    run = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "model", "import", str(received), "--preset", "gazex-upstream",
-         "--out", str(imported), "--name", "gazex", "--version", "1.0", "--manufacturer", "Site"],
-        capture_output=True, text=True, timeout=300, env=clean_environment(), cwd=REPO_ROOT, check=False,
+    run = run_gazex(
+        "model", "import", str(received), "--preset", "gazex-upstream",
+        "--out", str(imported), "--name", "gazex", "--version", "1.0", "--manufacturer", "Site",
+        timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"wrote {imported / 'gazex.json'} (preset gazex-upstream)" in run.stdout

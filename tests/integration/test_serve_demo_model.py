@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.ingest_support import REPO_ROOT, clean_environment, serve_config, start_serve, write_config
+from tests.ingest_support import clean_environment, run_gazex, serve_config, start_serve, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -22,15 +20,7 @@ def test_serve_refuses_the_demo_model_without_the_switch_and_runs_it_with_the_sw
     values = serve_config(tmp_path / "data", port)
     del values["model"]  # the defaults: model.path is builtin:gazex-demo, allow_demo false
     config = write_config(tmp_path / "gazex.yaml", values)
-    refused = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_environment(),
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    refused = run_gazex("serve", "--config", str(config))
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "model.path 'builtin:gazex-demo' is a demo model" in refused.stderr
     assert "GAZEX_MODEL__ALLOW_DEMO=true" in refused.stderr
