@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, Fil
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydicom.uid import UID
 
+from gateway.config.operations import AuditSettings, HttpSettings
 from gateway.config.pipeline import (
     CompletionSettings,
     DeliverySettings,
@@ -309,6 +310,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="after")
     def _rules_name_known_destinations(self) -> Settings:
@@ -343,3 +346,8 @@ class Settings(BaseSettings):
         if self.database.url is not None:
             return self.database.url
         return f"sqlite:///{self.storage.data_dir / 'gazex.db'}"
+
+    @property
+    def audit_path(self) -> Path:
+        """The audit file, with the default under the data directory filled in."""
+        return self.audit.path if self.audit.path is not None else self.storage.data_dir / "audit" / "audit.log"
