@@ -150,6 +150,7 @@ def start_gazex(workdir: Path) -> Receiver:
                 # measurement and no model is loaded into the process (see the module docstring)
                 "model": {"path": "fake"},
                 "completion": {"quiet_seconds": 3600, "max_wait_seconds": 3600},
+                "http": {"enabled": False},
             }
         ),
         encoding="utf-8",

@@ -190,6 +190,7 @@ def serve_config(data_dir: Path, port: int, **sections: dict[str, Any]) -> dict[
         "dicom": {"host": "127.0.0.1", "port": port, "shutdown_grace_seconds": 5},
         "storage": {"data_dir": str(data_dir), "min_free_disk": "1MB"},
         "model": {"allow_demo": True},  # the default model is the bundled demo one; these tests are not about it
+        "http": {"enabled": False},  # tests of the HTTP server turn it on, on a free port
     }
     for section, overrides in sections.items():
         values[section] = {**values.get(section, {}), **overrides}

@@ -18,6 +18,7 @@ from gateway.dicom.tls import TLSConfigError
 from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
 from gateway.runtime import GatewayRuntime
 from gateway.spool import SpoolError
+from gateway.web import ApiContext, HttpServer, HttpServerError, create_app
 
 LOGGER = logging.getLogger("gateway.serve")
 
@@ -62,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     runtime = GatewayRuntime(settings)
+    http: HttpServer | None = None
     try:
         try:
             runtime.open()
+            http = _start_http(runtime)
             host, port = runtime.start()
         except (DatabaseError, SpoolError, TLSConfigError) as exc:
             raise CommandError(str(exc)) from None
@@ -78,8 +81,30 @@ def run(args: argparse.Namespace) -> int:
         LOGGER.info("%s received: shutting down gracefully", signal.Signals(received).name)
         abandoned = runtime.stop()
     finally:
+        if http is not None:
+            http.stop()
         runtime.close()
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     if abandoned:
         end_process(0)
     return 0
+
+
+def _start_http(runtime: GatewayRuntime) -> HttpServer | None:
+    """The API, console and metrics server, when http.enabled; a CommandError when it cannot listen."""
+    settings = runtime.settings
+    if not settings.http.enabled:
+        LOGGER.info("the HTTP API and console are off (http.enabled: false)")
+        return None
+    assert runtime.engine is not None
+    context = ApiContext(settings=settings, engine=runtime.engine, runtime=runtime)
+    app = create_app(context)
+    server = HttpServer(settings.http, app)
+    try:
+        host, port = server.start()
+    except HttpServerError as exc:
+        raise CommandError(str(exc)) from None
+    LOGGER.info("HTTP API and console on %s://%s:%d (API: /api/v1, OpenAPI: /api/v1/docs)", server.scheme, host, port)
+    if not context.accounts.has_users():
+        LOGGER.warning("no console or API account exists yet: make the first with `gazex users add NAME --role admin`")
+    return server

@@ -163,3 +163,13 @@ class ModelHolder:
                 identity.checkpoint_sha256[:12],
             )
             return engine
+
+    def state(self) -> tuple[bool, str]:
+        """(loaded, what): whether the engine is loaded, and its name or why not (for /readyz)."""
+        with self._lock:
+            if self._engine is not None:
+                identity = self._engine.identity
+                return True, f"{identity.name} {identity.version} ({identity.backend})"
+            if self._failure is not None:
+                return False, self._failure
+            return False, "not loaded yet"
