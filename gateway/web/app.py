@@ -147,15 +147,25 @@ class SecurityHeaders:
 
 def route_roles(app: FastAPI) -> dict[tuple[str, str], str | None]:
     """(method, path) -> the role a route requires, or None when it declares none (for the tests)."""
-    from fastapi.routing import APIRoute
-
     found: dict[tuple[str, str], str | None] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for path, route in _api_routes(app.routes, ""):
         roles = [dep.call.role for dep in _dependencies(route.dependant) if isinstance(dep.call, auth.RoleRequirement)]
         for method in route.methods or ():
-            found[(method, route.path)] = roles[0] if roles else None
+            found[(method, path)] = roles[0] if roles else None
+    return found
+
+
+def _api_routes(routes: Any, prefix: str) -> list[tuple[str, Any]]:
+    """Every APIRoute with its full path, through included routers (FastAPI keeps them nested)."""
+    from fastapi.routing import APIRoute
+
+    found: list[tuple[str, Any]] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append((prefix + route.path, route))
+        elif hasattr(route, "original_router"):
+            context = getattr(route, "include_context", None)
+            found.extend(_api_routes(route.original_router.routes, prefix + getattr(context, "prefix", "")))
     return found
 
 
