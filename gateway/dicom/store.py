@@ -13,7 +13,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,8 +58,8 @@ class StoreResult:
     status: StoreStatus
     outcome: IndexOutcome | None = None
     reason: str = ""
-    #: what was stored (on success), for the observers
-    instance: ReceivedInstance | None = None
+    #: what was stored (on success), for the observers; not part of the result's equality
+    instance: ReceivedInstance | None = field(default=None, compare=False)
 
 
 def identity_mismatch(header: InstanceHeader, request: StoreRequest) -> str | None:
