@@ -19,6 +19,7 @@ from gateway.dicom.node import DicomNode
 from gateway.dicom.store import InstanceStore
 from gateway.dicom.tls import server_context
 from gateway.events import Observers
+from gateway.metrics import GatewayMetrics
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.model import ModelHolder
 from gateway.pipeline.sender import Sender
@@ -48,6 +49,8 @@ class GatewayRuntime:
         self.spool: Spool | None = None
         self.node: DicomNode | None = None
         self.pipeline: Pipeline | None = None
+        #: the Prometheus metrics (one of :attr:`observers`), made by :meth:`open`; serve with gateway.metrics.render
+        self.metrics: GatewayMetrics | None = None
         self._with_pipeline = pipeline
         self._clock = clock
         self._sender = sender
@@ -88,6 +91,14 @@ class GatewayRuntime:
                 model=self._model,
                 observer=self.observers,
             )
+        pipeline = self.pipeline
+        self.metrics = GatewayMetrics(
+            engine=engine,
+            spool_path=settings.storage.spool_path,
+            outbox_path=settings.storage.outbox_path,
+            model_loaded=(lambda: pipeline.model.loaded) if pipeline is not None else None,
+        )
+        self.observers.add(self.metrics)
 
     def start(self) -> tuple[str, int]:
         if self.node is None:
