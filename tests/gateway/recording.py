@@ -20,7 +20,8 @@ EVENTS = (
 
 
 class Recorder(Observers):
-    """An observer (an :class:`Observers` with no members, so every event passes one ``_each``) that records ``(event, args)`` in order; :meth:`wait_for` waits for events that server threads send."""
+    """Records ``(event, args)`` in order (every event of :class:`Observers` passes through ``_each``);
+    :meth:`wait_for` waits for events that server threads send."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,6 +39,7 @@ class Recorder(Observers):
 
     def wait_for(self, name: str, count: int = 1, timeout: float = 30.0) -> list[tuple[Any, ...]]:
         """The arguments of the first ``count`` ``name`` events, once that many arrived (AssertionError if not)."""
+
         def arrived() -> bool:
             return len(self._of(name)) >= count
 
