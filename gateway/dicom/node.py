@@ -301,10 +301,11 @@ class DicomNode:
 def association_info(assoc: Association) -> AssociationInfo:
     """Who called whom, from where: the observers' view of an association."""
     requestor = assoc.requestor
-    primitive = requestor.primitive
+    primitive = requestor.primitive  # the request's titles (requestor.ae_title is set only by negotiation)
+    calling = primitive.calling_ae_title if primitive is not None else requestor.ae_title
     called = primitive.called_ae_title if primitive is not None else assoc.acceptor.ae_title
     return AssociationInfo(
-        calling_ae_title=str(requestor.ae_title).strip(),
+        calling_ae_title=str(calling).strip(),
         called_ae_title=str(called).strip(),
         peer_address=str(requestor.address),
         peer_port=int(requestor.port) if requestor.port else None,
