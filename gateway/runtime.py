@@ -18,6 +18,8 @@ from gateway.db.index import InstanceIndex
 from gateway.dicom.node import DicomNode
 from gateway.dicom.store import InstanceStore
 from gateway.dicom.tls import server_context
+from gateway.events import Observers
+from gateway.metrics import GatewayMetrics
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.model import ModelHolder
 from gateway.pipeline.sender import Sender
@@ -38,12 +40,17 @@ class GatewayRuntime:
         clock: Clock | None = None,
         sender: Sender | None = None,
         model: ModelHolder | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.settings = settings
+        #: the node's and the pipeline's events go here; add observers (metrics, audit) before :meth:`open`
+        self.observers = observers if observers is not None else Observers()
         self.engine: Engine | None = None
         self.spool: Spool | None = None
         self.node: DicomNode | None = None
         self.pipeline: Pipeline | None = None
+        #: the Prometheus metrics (one of :attr:`observers`), made by :meth:`open`; serve with gateway.metrics.render
+        self.metrics: GatewayMetrics | None = None
         self._with_pipeline = pipeline
         self._clock = clock
         self._sender = sender
@@ -74,9 +81,24 @@ class GatewayRuntime:
         self.spool = spool
         ssl_context = server_context(settings.dicom.tls) if settings.dicom.tls.enabled else None
         store = InstanceStore(spool, InstanceIndex(engine))
-        self.node = DicomNode(settings.dicom, store, ssl_context=ssl_context)
+        self.node = DicomNode(settings.dicom, store, ssl_context=ssl_context, observer=self.observers)
         if self._with_pipeline:
-            self.pipeline = Pipeline(engine, settings, clock=self._clock, sender=self._sender, model=self._model)
+            self.pipeline = Pipeline(
+                engine,
+                settings,
+                clock=self._clock,
+                sender=self._sender,
+                model=self._model,
+                observer=self.observers,
+            )
+        pipeline = self.pipeline
+        self.metrics = GatewayMetrics(
+            engine=engine,
+            spool_path=settings.storage.spool_path,
+            outbox_path=settings.storage.outbox_path,
+            model_loaded=(lambda: pipeline.model.loaded) if pipeline is not None else None,
+        )
+        self.observers.add(self.metrics)
 
     def start(self) -> tuple[str, int]:
         if self.node is None:

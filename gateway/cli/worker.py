@@ -19,6 +19,7 @@ from pydicom import config as pydicom_config
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
 from gateway.db import DatabaseError, create_database_engine, describe, require_current, upgrade
+from gateway.events import Observers
 from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
 from gateway.pipeline.service import Pipeline
 
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
             require_current(engine)
     except DatabaseError as exc:
         raise CommandError(f"{describe(url)}: {exc}") from None
-    pipeline = Pipeline(engine, settings, completion=False, retention=False)
+    observers = Observers()  # the audit trail joins here; metrics of workers are computed from the database
+    pipeline = Pipeline(engine, settings, completion=False, retention=False, observer=observers)
     try:
         if args.burst:
             try:
