@@ -185,6 +185,19 @@ class DicomNode:
             return len(self._associations)
 
     @property
+    def accepting(self) -> bool:
+        """Started, its accept thread alive, and not shutting down (for /readyz: no probe connection)."""
+        with self._lock:
+            draining = self._draining
+        return (
+            self._server is not None
+            and self._thread is not None
+            and self._thread.is_alive()
+            and not draining
+            and not self._stopped.is_set()
+        )
+
+    @property
     def address(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("the node is not started")
