@@ -191,6 +191,7 @@ def section_block(name: str) -> str:
     field = Settings.model_fields[name]
     model = _nested_model(field.annotation)
     long_defaults: list[tuple[str, Any]] = []
+    rows: list[tuple[str, ...]]
     if model is None:  # a mapping of items (destinations)
         shown, _ = _default(field)
         rows = [
