@@ -146,3 +146,65 @@ def test_serve_refuses_plain_http_beyond_loopback_and_a_busy_port(tmp_path: Path
         result = run_gazex("serve", "--config", str(config))
     assert result.returncode == 2
     assert f"cannot listen for HTTP on 127.0.0.1:{taken}" in result.stderr and "http.port" in result.stderr
+
+
+def test_metrics_and_the_audit_file_after_a_known_run(
+    tmp_path: Path,
+    free_port: Callable[[], int],
+    started: list[ServeProcess],
+    dicom_tool: Callable[[str], Path],
+    chest_cr_path: Path,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port, http_port = free_port(), free_port()
+    config = write_config(
+        tmp_path / "gazex.yaml",
+        serve_config(
+            tmp_path / "data",
+            port,
+            model={"path": "fake"},
+            completion={"quiet_seconds": 1, "check_interval_seconds": 0.5},
+            http={"enabled": True, "port": http_port},
+        ),
+    )
+    node = start_serve(config, port, tmp_path / "serve.log")
+    started.append(node)
+    base = f"http://127.0.0.1:{http_port}"
+    wait_ready(base)
+    token = add_user(config, "prometheus", "viewer")
+    storescu = str(dicom_tool("storescu"))
+    sent = subprocess.run([storescu, "-aec", "GAZEX", "127.0.0.1", str(port), str(chest_cr_path)], check=False)
+    assert sent.returncode == 0
+    refused = subprocess.run([storescu, "-aec", "NOT-US", "127.0.0.1", str(port), str(chest_cr_path)], check=False)
+    assert refused.returncode != 0
+    assert httpx.get(f"{base}/metrics").status_code == 401
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    deadline = time.monotonic() + 90
+    samples = scrape()
+    while samples.get(("gazex_jobs_total", (("outcome", "done"),))) != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        samples = scrape()
+    assert samples[("gazex_jobs_total", (("outcome", "done"),))] == 1
+    assert samples[("gazex_instances_received_total", ())] == 1
+    # the data set as received: the file less its preamble and File Meta Information
+    assert (
+        chest_cr_path.stat().st_size - 1024 < samples[("gazex_received_bytes_total", ())] < chest_cr_path.stat().st_size
+    )
+    assert samples[("gazex_studies_completed_total", ())] == 1
+    assert samples[("gazex_associations_total", (("outcome", "accepted"), ("reason", "none")))] == 1
+    assert samples[("gazex_associations_total", (("outcome", "rejected"), ("reason", "called_ae_title")))] == 1
+    audit = (tmp_path / "data" / "audit" / "audit.log").read_text(encoding="utf-8").splitlines()
+    assert oct((tmp_path / "data" / "audit" / "audit.log").stat().st_mode & 0o777) == "0o600"
+    assert any("110100" in line for line in audit)  # Application Activity: started
+    assert sum("110114" in line for line in audit) == 0  # nobody logged in
+    assert any('csd-code="110104"' in line or "110104" in line for line in audit)  # instances transferred
+    assert node.terminate() == 0
