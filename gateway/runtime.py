@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from gateway.audit import AuditTrail
 from gateway.config import Settings
+from gateway.config.live import LiveSettings
 from gateway.db import DatabaseError, create_database_engine, describe, require_current, schema_status, upgrade
 from gateway.db.index import InstanceIndex
 from gateway.dicom.node import DicomNode
@@ -54,6 +55,8 @@ class GatewayRuntime:
         self.metrics: GatewayMetrics | None = None
         #: the audit trail (one of :attr:`observers`), made by :meth:`open`
         self.audit: AuditTrail | None = None
+        #: the live configuration (AE titles, callers, destinations, routing), made by :meth:`open`
+        self.live: LiveSettings | None = None
         self._with_pipeline = pipeline
         self._clock = clock
         self._sender = sender
@@ -61,7 +64,11 @@ class GatewayRuntime:
         self._started = False
 
     def open(self) -> None:
-        """Prepare the database schema and the spool; raises DatabaseError, SpoolError, TLSConfigError."""
+        """Prepare the database schema, the live configuration and the spool.
+
+        Raises DatabaseError, SpoolError, TLSConfigError, or ConfigRejected (the database's live
+        configuration does not validate).
+        """
         settings = self.settings
         engine = create_database_engine(settings.database_url)
         self.engine = engine
@@ -78,6 +85,9 @@ class GatewayRuntime:
                 )
         else:
             require_current(engine)
+        live = LiveSettings(engine, settings, observers=self.observers)
+        live.seed()
+        self.live = live
         spool = Spool(
             settings.storage.spool_path, int(settings.storage.min_free_disk), node_id=settings.storage.node_id
         )
@@ -85,7 +95,9 @@ class GatewayRuntime:
         self.spool = spool
         ssl_context = server_context(settings.dicom.tls) if settings.dicom.tls.enabled else None
         store = InstanceStore(spool, InstanceIndex(engine))
-        self.node = DicomNode(settings.dicom, store, ssl_context=ssl_context, observer=self.observers)
+        self.node = DicomNode(
+            settings.dicom, store, ssl_context=ssl_context, observer=self.observers, dicom_source=live.dicom
+        )
         if self._with_pipeline:
             self.pipeline = Pipeline(
                 engine,
@@ -94,6 +106,7 @@ class GatewayRuntime:
                 sender=self._sender,
                 model=self._model,
                 observer=self.observers,
+                live=live.current,
             )
         pipeline = self.pipeline
         self.metrics = GatewayMetrics(

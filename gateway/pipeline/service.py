@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,10 +48,13 @@ class Pipeline:
         completion: bool = True,
         retention: bool = True,
         observer: GatewayObserver | None = None,
+        live: Callable[[], Settings] | None = None,
     ) -> None:
+        """``live`` gives the settings in force now (the live configuration: routing, destinations)."""
         self.db = db
         self.observer = observer or GatewayObserver()
         self.settings = settings
+        self.live = live or (lambda: settings)
         self.clock = clock or SystemClock()
         self.outbox = Outbox(settings.storage.outbox_path, int(settings.storage.min_free_disk))
         self.model = model or ModelHolder(settings.model)
@@ -59,7 +63,7 @@ class Pipeline:
         self.jobs_waiting = threading.Event()
         self.deliveries_waiting = threading.Event()
         self.completer = (
-            Completer(db, settings, self.clock, on_job_queued=self.jobs_waiting.set, observer=self.observer)
+            Completer(db, settings, self.clock, on_job_queued=self.jobs_waiting.set, observer=self.observer, live=live)
             if completion
             else None
         )
@@ -86,6 +90,7 @@ class Pipeline:
                 self.clock,
                 name=worker_name(f"d{index}"),
                 observer=self.observer,
+                live=live,
             )
             for index in range(settings.delivery.concurrency)
         ]
@@ -95,7 +100,7 @@ class Pipeline:
     # -- running in the background -------------------------------------------------------------
     def start(self) -> None:
         self.outbox.prepare()
-        if not self.settings.destinations:
+        if not self.live().destinations:
             LOGGER.warning("no destinations are configured: analysed results stay in the outbox")
         scheduler = BackgroundScheduler(timezone=UTC)
         now = datetime.now(UTC)
