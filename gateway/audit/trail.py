@@ -41,6 +41,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: The detail of a connection closed before admission that sent nothing: not audited.
+NO_REQUEST = "no association request"
+
+
 class AuditTrail(GatewayObserver):
     """Writes a DICOM audit message for each audited event to every sink (the file, the syslog collector)."""
 
@@ -190,8 +194,8 @@ class AuditTrail(GatewayObserver):
         self._association(association, accepted=True, outcome=m.SUCCESS, description=None)
 
     def association_rejected(self, association: AssociationInfo, reason: str, detail: str) -> None:
-        if not self.enabled:
-            return
+        if not self.enabled or (reason == "pre_admission" and detail == NO_REQUEST):
+            return  # a bare TCP connect (a port probe, a load balancer's check) is no node authentication
         outcome = m.SERIOUS_FAILURE if reason in _SERIOUS_REJECTIONS else m.MINOR_FAILURE
         description = f"association rejected: {reason}" + (f" ({detail})" if detail else "")
         self._association(association, accepted=False, outcome=outcome, description=description)

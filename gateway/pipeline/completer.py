@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.config import Settings
+from gateway.events import GatewayObserver
 from gateway.pipeline import completion, keys
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.routing import InstanceFacts, RoutingDecision, route_study
@@ -115,8 +116,10 @@ class Completer:
         settings: Settings,
         clock: Clock,
         on_job_queued: Callable[[], None] | None = None,
+        observer: GatewayObserver | None = None,
     ) -> None:
         self._engine = engine
+        self._observer = observer or GatewayObserver()
         self._settings = settings
         self._clock = clock
         self._on_job_queued = on_job_queued
@@ -228,6 +231,7 @@ class Completer:
             )
         result = CompletedStudy(study.study_instance_uid, reason, decision, job_id, new_job)
         _log_completion(result, state.completions)
+        self._observer.study_completed(result.study_instance_uid, len(instances))
         return result
 
     def _looks_due(self, study_pk: int, now: datetime) -> bool:

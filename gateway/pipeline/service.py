@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config import Settings
+from gateway.events import GatewayObserver
 from gateway.pipeline.clock import Clock, SystemClock
 from gateway.pipeline.completer import Completer
 from gateway.pipeline.delivery import Deliverer
@@ -45,8 +46,10 @@ class Pipeline:
         model: ModelHolder | None = None,
         completion: bool = True,
         retention: bool = True,
+        observer: GatewayObserver | None = None,
     ) -> None:
         self.db = db
+        self.observer = observer or GatewayObserver()
         self.settings = settings
         self.clock = clock or SystemClock()
         self.outbox = Outbox(settings.storage.outbox_path, int(settings.storage.min_free_disk))
@@ -56,7 +59,9 @@ class Pipeline:
         self.jobs_waiting = threading.Event()
         self.deliveries_waiting = threading.Event()
         self.completer = (
-            Completer(db, settings, self.clock, on_job_queued=self.jobs_waiting.set) if completion else None
+            Completer(db, settings, self.clock, on_job_queued=self.jobs_waiting.set, observer=self.observer)
+            if completion
+            else None
         )
         self.retention = Retention(db, settings, self.clock) if retention else None
         self.workers = [
@@ -68,11 +73,20 @@ class Pipeline:
                 self.clock,
                 name=worker_name(f"w{index}"),
                 on_outputs=self.deliveries_waiting.set,
+                observer=self.observer,
             )
             for index in range(settings.worker.concurrency)
         ]
         self.deliverers = [
-            Deliverer(db, settings, self.outbox, self.sender, self.clock, name=worker_name(f"d{index}"))
+            Deliverer(
+                db,
+                settings,
+                self.outbox,
+                self.sender,
+                self.clock,
+                name=worker_name(f"d{index}"),
+                observer=self.observer,
+            )
             for index in range(settings.delivery.concurrency)
         ]
         self._scheduler: BackgroundScheduler | None = None

@@ -153,5 +153,5 @@ def test_the_probes_need_no_login_and_readyz_says_what_is_missing(web: WebApp) -
     assert ready.status_code == 503  # no DICOM node and no pipeline in this process
     checks = {check["name"]: check for check in ready.json()["checks"]}
     assert checks["database"]["ok"] is True
-    assert checks["dicom"]["ok"] is False and "not running" in checks["dicom"]["detail"]
+    assert checks["dicom"]["ok"] is False and "not accepting" in checks["dicom"]["detail"]
     assert checks["model"]["ok"] is False
