@@ -206,7 +206,8 @@ def test_the_console_stays_on_loopback_unless_the_https_drop_in_adds_tls(tmp_pat
     }
     settings = load_settings(environ={**unit_env, **environ})
     assert not settings.http.loopback_only and settings.http.tls.enabled and not settings.http.allow_insecure_remote
-    assert {settings.http.tls.certificate.name, settings.http.tls.private_key.name} == set(credentials)
+    files = (settings.http.tls.certificate, settings.http.tls.private_key)
+    assert {file.name for file in files if file is not None} == set(credentials)
     # the unit lets the HTTP server's sockets through and writes the audit trail in its state directory
     single = {key: values[-1] for key, values in _service().items()}
     assert {"AF_INET", "AF_INET6"} <= set(single["RestrictAddressFamilies"].split())
