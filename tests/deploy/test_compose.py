@@ -30,7 +30,9 @@ from tests.deploy.compose_interpolation import InterpolationError, interpolate, 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
-COMPOSE_FILES = ("compose.yaml", "compose.gpu.yaml")
+COMPOSE_FILES = ("compose.yaml", "compose.gpu.yaml", "compose.tls.yaml")
+#: Sequences that Compose merges (appends) across files instead of replacing them.
+MERGED_SEQUENCES = frozenset({"ports", "secrets", "volumes", "expose"})
 PASSWORDS = {"POSTGRES_PASSWORD": "pg-secret", "ORTHANC_ADMIN_PASSWORD": "orthanc-secret"}
 
 
@@ -49,14 +51,23 @@ def _load(name: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     return result
 
 
-def _merge(base: Any, override: Any) -> Any:
-    """Compose's merge of an override file: mappings merge, other values are replaced."""
+def _merge(base: Any, override: Any, key: str = "") -> Any:
+    """Compose's merge of an override file: mappings merge, ports/secrets/volumes append, other values are replaced."""
     if isinstance(base, dict) and isinstance(override, dict):
         merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge(base[key], value) if key in base else value
+        for name, value in override.items():
+            merged[name] = _merge(base[name], value, name) if name in base else value
         return merged
+    if key in MERGED_SEQUENCES and isinstance(base, list) and isinstance(override, list):
+        return [*base, *(item for item in override if item not in base)]
     return copy.deepcopy(override)
+
+
+def _merged(*names: str) -> dict[str, Any]:
+    document = _load(COMPOSE_FILES[0])
+    for name in names:
+        document = _merge(document, _load(name))
+    return document
 
 
 def _schema() -> dict[str, Any]:
@@ -67,7 +78,7 @@ def _schema() -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", [*COMPOSE_FILES, "merged"])
 def test_files_follow_the_compose_specification(name: str) -> None:
-    document = _merge(_load(COMPOSE_FILES[0]), _load(COMPOSE_FILES[1])) if name == "merged" else _load(name)
+    document = _merged(*COMPOSE_FILES[1:]) if name == "merged" else _load(name)
     validator = jsonschema.Draft202012Validator(_schema(), format_checker=jsonschema.FormatChecker())
     errors = sorted(validator.iter_errors(document), key=lambda error: list(error.absolute_path))
     assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
@@ -94,12 +105,17 @@ def test_every_variable_is_in_env_example_and_passwords_are_required() -> None:
 
 
 def test_references_resolve_and_mounted_files_exist() -> None:
-    document = _merge(_load(COMPOSE_FILES[0]), _load(COMPOSE_FILES[1]))
+    document = _merged(*COMPOSE_FILES[1:])
     services = document["services"]
     networks = set(document.get("networks", {}))
     volumes = set(document.get("volumes", {}))
+    secrets = document.get("secrets", {})
     used_volumes: set[str] = set()
+    used_secrets: set[str] = set()
     for name, service in services.items():
+        for secret in service.get("secrets", []):
+            assert secret in secrets, f"{name} uses undeclared secret {secret}"
+            used_secrets.add(secret)
         for dependency in service.get("depends_on", {}):
             assert dependency in services, f"{name} depends on unknown service {dependency}"
         for network in service.get("networks", []):
@@ -118,6 +134,13 @@ def test_references_resolve_and_mounted_files_exist() -> None:
             context = (COMPOSE_DIR / service["build"]["context"]).resolve()
             assert (context / service["build"]["dockerfile"]).is_file()
     assert used_volumes == volumes, f"declared but unused volumes: {volumes - used_volumes}"
+    assert used_secrets == set(secrets), f"declared but unused secrets: {set(secrets) - used_secrets}"
+    for secret in secrets.values():
+        # the site's own files, named in .env; the default place is kept out of git
+        assert secret["file"].startswith("./tls/")
+        assert set(secret) == {"file"}
+    gitignore = (REPO_ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "/deploy/compose/tls/" in gitignore and "/deploy/compose/.env" in gitignore
 
 
 def test_images_are_pinned_and_the_gateway_image_matches_the_version() -> None:
@@ -247,3 +270,59 @@ def test_interpolation_refuses_a_required_empty_variable() -> None:
 
     with pytest.raises(InterpolationError, match="E: give E"):
         interpolate_text("${E:?give E}", {"E": ""})
+
+
+def _published(port: str) -> tuple[str, str, int]:
+    """(host address, host port, container port) of a ``[ADDRESS:]HOST:CONTAINER`` entry."""
+    parts = port.split(":")
+    address = parts[0] if len(parts) == 3 else "0.0.0.0"
+    return address, parts[-2], int(parts[-1])
+
+
+def _settings_with_secrets(document: dict[str, Any], tmp_path: Path) -> Any:
+    """The gateway's settings, with each secret's /run/secrets/<name> a throw-away file (as Compose mounts them)."""
+    gazex = copy.deepcopy(document["services"]["gazex"])
+    for secret in gazex.get("secrets", []):
+        assert secret in document["secrets"]
+        file = tmp_path / secret
+        file.write_text("", encoding="utf-8")
+        for key, value in gazex["environment"].items():
+            if value == f"/run/secrets/{secret}":
+                gazex["environment"][key] = str(file)
+    assert not any(str(value).startswith("/run/secrets/") for value in gazex["environment"].values())
+    return _gazex_settings(gazex)
+
+
+@pytest.mark.parametrize("overlay", ["plain", "compose.tls.yaml"])
+def test_the_console_is_on_loopback_or_behind_tls(overlay: str, tmp_path: Path) -> None:
+    env = _env()
+    document = _merged() if overlay == "plain" else _merged(overlay)
+    gazex = document["services"]["gazex"]
+    settings = _settings_with_secrets(document, tmp_path)
+    assert settings.http.enabled and settings.http.host == "0.0.0.0"
+    published = [_published(port) for port in gazex["ports"] if _published(port)[2] == settings.http.port]
+    assert ("127.0.0.1", env["GAZEX_HTTP_PORT"], settings.http.port) in published
+    beyond_loopback = [entry for entry in published if entry[0] != "127.0.0.1"]
+    if overlay == "plain":
+        # plain HTTP, published on the host's loopback only: allow_insecure_remote covers the container network
+        assert not settings.http.tls.enabled and settings.http.allow_insecure_remote
+        assert not beyond_loopback
+    else:
+        assert settings.http.tls.enabled and not settings.http.allow_insecure_remote
+        assert beyond_loopback == [("0.0.0.0", env["GAZEX_HTTPS_PORT"], settings.http.port)]
+        secrets = document["secrets"]
+        assert secrets["gazex-http-certificate"]["file"] == env["GAZEX_HTTP_TLS_CERTIFICATE"]
+        assert secrets["gazex-http-key"]["file"] == env["GAZEX_HTTP_TLS_PRIVATE_KEY"]
+    # the rule gazex serve enforces, restated for the host: beyond loopback means TLS
+    if beyond_loopback:
+        assert settings.http.tls.enabled
+    # the container's health check stays `gazex health`, which needs no HTTP client
+    assert gazex["healthcheck"]["test"][:3] == ["CMD", "gazex", "health"]
+
+
+def test_the_first_admin_command_is_documented_and_parses() -> None:
+    text = (COMPOSE_DIR / "compose.yaml").read_text(encoding="utf-8")
+    [command] = re.findall(r"docker compose exec gazex (gazex users add .+)$", text, flags=re.MULTILINE)
+    argv = command.split()
+    parsed = build_parser().parse_args(argv[1:])
+    assert (parsed.command, parsed.role) == ("users", "admin")

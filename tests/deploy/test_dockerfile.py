@@ -18,6 +18,7 @@ import dockerfile
 import pytest
 
 from gateway.cli import build_parser, main
+from gateway.config import ConfigError, load_settings
 from tests.deploy import dockerignore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -188,18 +189,39 @@ def test_the_image_runs_unprivileged_and_checks_its_health() -> None:
     assert health[1:] == ["health"] and command == ["serve"]
 
 
-def test_the_image_configuration_is_valid_and_named_by_gazex_config(capsys: pytest.CaptureFixture[str]) -> None:
+def _image_config() -> Path:
+    runtime = PARSED.stages["runtime"]
+    config_copies = [copy for copy in runtime.all("COPY") if copy.value[-1] == _env(runtime)["GAZEX_CONFIG"]]
+    assert len(config_copies) == 1
+    return REPO_ROOT / config_copies[0].value[0]
+
+
+def _with_mounted_tls(source: Path, tmp_path: Path) -> Path:
+    """The image's configuration with its /etc/gazex/tls files pointed at throw-away ones (the mount)."""
+    text = source.read_text(encoding="utf-8")
+    for name in ("tls.crt", "tls.key"):
+        assert f"/etc/gazex/tls/{name}" in text
+        (tmp_path / name).write_text("", encoding="utf-8")
+        text = text.replace(f"/etc/gazex/tls/{name}", str(tmp_path / name))
+    config = tmp_path / "gazex.yaml"
+    config.write_text(text, encoding="utf-8")
+    return config
+
+
+def test_the_image_configuration_is_valid_and_named_by_gazex_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     runtime = PARSED.stages["runtime"]
     env = _env(runtime)
-    config_copies = [copy for copy in runtime.all("COPY") if copy.value[-1] == env["GAZEX_CONFIG"]]
-    assert len(config_copies) == 1
-    source = REPO_ROOT / config_copies[0].value[0]
-    assert main(["config", "check", str(source)]) == 0, capsys.readouterr().err
+    source = _image_config()
+    config = _with_mounted_tls(source, tmp_path)
+    assert main(["config", "check", str(config)]) == 0, capsys.readouterr().err
     assert "storage:\n  data_dir: /var/lib/gazex" in source.read_text(encoding="utf-8")
     volumes = runtime.last("VOLUME").value
     assert "/var/lib/gazex" in volumes and runtime.last("WORKDIR").value == ("/var/lib/gazex",)
+    settings = load_settings(config, environ={})
     exposed = runtime.last("EXPOSE").value
-    assert exposed == ("11112",)
+    assert exposed == (str(settings.dicom.port), str(settings.http.port))
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1", "no model hub at run time"
     assert env["PATH"].startswith("/opt/gazex/bin:")
 
@@ -245,3 +267,27 @@ def test_no_remote_add_and_shell_free_entrypoint() -> None:
     assert runtime.last("ENTRYPOINT").json and runtime.last("CMD").json
     assert runtime.last("STOPSIGNAL").value == ("SIGTERM",)
     assert shlex.split(" ".join(runtime.last("ENTRYPOINT").value)) == ["gazex"]
+
+
+def test_the_image_serves_the_console_beyond_loopback_only_over_tls(tmp_path: Path) -> None:
+    """The container listens on every address, so the certificate is required; the documented
+    alternatives (plain HTTP behind a TLS proxy, no HTTP at all) are valid as written."""
+    source = _image_config()
+    settings = load_settings(_with_mounted_tls(source, tmp_path), environ={})
+    assert settings.http.enabled and not settings.http.loopback_only
+    assert settings.http.tls.enabled and not settings.http.allow_insecure_remote
+    # without the mounted files the gateway refuses to start, naming them
+    with pytest.raises(ConfigError, match=re.escape("/etc/gazex/tls/tls.crt")):
+        load_settings(source, environ={})
+    text = source.read_text(encoding="utf-8")
+    alternatives = re.findall(r"^#\s+((?:GAZEX_HTTP__\w+=\S+ ?)+)$", text, flags=re.MULTILINE)
+    assert len(alternatives) == 2, alternatives
+    for line in alternatives:
+        environ = dict(pair.split("=", 1) for pair in line.split())
+        settings = load_settings(source, environ=environ)
+        assert not settings.http.tls.enabled
+        assert settings.http.allow_insecure_remote or not settings.http.enabled
+    # plain HTTP beyond loopback without saying so is refused
+    refused = {"GAZEX_HTTP__TLS__CERTIFICATE": "null", "GAZEX_HTTP__TLS__PRIVATE_KEY": "null"}
+    with pytest.raises(ConfigError, match="without TLS"):
+        load_settings(source, environ=refused)

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "deploy" / "helm" / "gazex-gateway"
 HOSPITAL_VALUES = CHART / "ci" / "hospital-values.yaml"
+INGRESS_VALUES = CHART / "ci" / "ingress-values.yaml"
 RELEASE = "gazex-gateway"
 
 
@@ -61,7 +62,9 @@ def _render(*values: str, **sets: str) -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(result.stdout) if document]
 
 
-VALUE_SETS = {"defaults": (), "hospital": (str(HOSPITAL_VALUES),)}
+VALUE_SETS = {"defaults": (), "hospital": (str(HOSPITAL_VALUES),), "ingress": (str(INGRESS_VALUES),)}
+#: Kinds of custom resources (not in the Kubernetes API schemas); checked by their own tests.
+CUSTOM_KINDS = {"ServiceMonitor"}
 
 
 @pytest.fixture(scope="module", params=list(VALUE_SETS))
@@ -102,6 +105,8 @@ def test_every_object_matches_the_kubernetes_schemas(rendered: tuple[str, list[d
     expected = ["ConfigMap", "Job", "Service", "Service", "ServiceAccount", "StatefulSet"]
     assert set(expected) <= set(kinds)
     for document in documents:
+        if document["kind"] in CUSTOM_KINDS:
+            continue
         for version in _kubernetes_versions():
             try:
                 kubernetes_validate.validate(document, version, strict=True)
@@ -138,6 +143,9 @@ def _pod_environment(container: dict[str, Any]) -> dict[str, str]:
             env[item["name"]] = "postgresql+psycopg://gazex:secret@postgres.db.svc:5432/gazex"
         elif item["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name":
             env[item["name"]] = f"{RELEASE}-0"
+    # $(NAME) refers to a variable defined earlier, as the kubelet expands it
+    for name, value in env.items():
+        env[name] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], value)
     return env
 
 
@@ -156,9 +164,10 @@ def test_the_configmap_is_a_valid_gazex_configuration_with_the_pod_environment(
     if name == "hospital":
         # the TLS files live in the Secret the chart mounts; point at throw-away ones here
         text = config_file.read_text(encoding="utf-8")
-        for file in ("tls.crt", "tls.key", "ca.crt"):
+        for file in ("tls/tls.crt", "tls/tls.key", "tls/ca.crt", "http-tls/tls.crt", "http-tls/tls.key"):
+            (tmp_path / file).parent.mkdir(exist_ok=True)
             (tmp_path / file).write_text("", encoding="utf-8")
-            text = text.replace(f"/etc/gazex/tls/{file}", str(tmp_path / file))
+            text = text.replace(f"/etc/gazex/{file}", str(tmp_path / file))
         config_file.write_text(text, encoding="utf-8")
     settings = load_settings(config_file, environ=environ)
     assert str(settings.storage.data_dir) == "/var/lib/gazex"
@@ -166,8 +175,16 @@ def test_the_configmap_is_a_valid_gazex_configuration_with_the_pod_environment(
     assert settings.database.upgrade_on_start is False  # the migration Job does it
     assert settings.storage.node_id == f"{RELEASE}-0"  # each pod's own lock and incoming folder
     assert settings.destinations, "results need somewhere to go"
-    [port] = container["ports"]
-    assert port["containerPort"] == settings.dicom.port and port["name"] == "dicom"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["dicom"] == settings.dicom.port
+    # the rule gazex serve enforces: beyond loopback only with TLS or IT's allow_insecure_remote
+    assert settings.http.enabled
+    assert settings.http.loopback_only or settings.http.tls.enabled or settings.http.allow_insecure_remote
+    assert ("http" in ports) == (not settings.http.loopback_only)
+    if "http" in ports:
+        assert ports["http"] == settings.http.port and settings.http.host == "0.0.0.0"
+    # each pod appends to its own audit file, on the shared data volume
+    assert settings.audit_path == Path(f"/var/lib/gazex/audit/{RELEASE}-0.log")
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert "/var/lib/gazex" in mounts and "/tmp" in mounts
     if name == "hospital":
@@ -177,8 +194,13 @@ def test_the_configmap_is_a_valid_gazex_configuration_with_the_pod_environment(
         assert "/models" in mounts and mounts["/models"]["readOnly"]
         assert settings.model.path.startswith("/models/") and settings.model.backend == "tensorrt"
         assert set(settings.destinations) == {"pacs", "research-archive"}
+        assert settings.http.tls.enabled and not settings.http.allow_insecure_remote
+        assert mounts["/etc/gazex/http-tls"]["readOnly"] and settings.http.session_minutes == 240
     else:
         assert not settings.dicom.tls.enabled and "/etc/gazex/tls" not in mounts
+        assert not settings.http.tls.enabled and "/etc/gazex/http-tls" not in mounts
+        assert settings.http.loopback_only == (name == "defaults")
+        assert settings.http.allow_insecure_remote == (name == "ingress")
 
 
 def test_pods_run_unprivileged_as_the_images_user(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -200,14 +222,22 @@ def test_pods_run_unprivileged_as_the_images_user(rendered: tuple[str, list[dict
 
 
 def test_probes_and_commands_are_real_gazex_commands(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    _, documents = rendered
+    name, documents = rendered
     container = _container(documents)
-    readiness = container["readinessProbe"]["exec"]["command"]
-    assert readiness[0] == "gazex"
-    assert build_parser().parse_args(readiness[1:]).command == "health"
     assert build_parser().parse_args(container["args"]).command == "serve"
-    for probe in ("startupProbe", "livenessProbe"):
-        assert container[probe]["tcpSocket"]["port"] == "dicom"
+    assert container["startupProbe"]["tcpSocket"]["port"] == "dicom"
+    if name == "defaults":  # the console on loopback: the kubelet cannot reach it
+        readiness = container["readinessProbe"]["exec"]["command"]
+        assert readiness[0] == "gazex"
+        assert build_parser().parse_args(readiness[1:]).command == "health"
+        assert container["livenessProbe"]["tcpSocket"]["port"] == "dicom"
+    else:
+        scheme = "HTTPS" if name == "hospital" else "HTTP"
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "http", "scheme": scheme}
+        from gateway.web.app import PUBLIC_PATHS
+
+        assert {"/healthz", "/readyz"} <= PUBLIC_PATHS, "the kubelet has no login"
     job = _one(documents, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     [migrate] = job["spec"]["template"]["spec"]["containers"]
@@ -265,6 +295,19 @@ def test_data_volume_is_shared_read_write_many_and_kept() -> None:
         ({"config.database.url": "sqlite:///x"}, "config.database is set by the chart"),
         ({"database.existingSecret": ""}, "database.existingSecret must name a Secret"),
         ({"image.variant": "tpu"}, 'image.variant is "tpu": use cpu or gpu'),
+        ({"config.http.host": "0.0.0.0"}, "config.http.host is set by the chart from http"),
+        ({"config.http.allow_insecure_remote": "true"}, "config.http.allow_insecure_remote is set by the chart"),
+        ({"config.audit.path": "/a.log"}, "config.audit.path is set by the chart"),
+        (
+            {"http.allowInsecureRemote": "true", "http.service.type": "LoadBalancer"},
+            "http.service.type LoadBalancer would carry plain HTTP beyond the cluster",
+        ),
+        ({"http.ingress.enabled": "true"}, "http.ingress.enabled needs the console on the pod's address"),
+        ({"metrics.serviceMonitor.enabled": "true"}, "metrics.serviceMonitor.enabled needs the console"),
+        (
+            {"http.tls.enabled": "true", "metrics.podAnnotations": "true"},
+            "metrics.podAnnotations sends no token: set config.http.metrics_public",
+        ),
     ],
 )
 def test_values_that_cannot_work_are_refused_with_a_reason(sets: dict[str, str], message: str) -> None:
@@ -293,3 +336,90 @@ def test_every_value_the_templates_use_exists_and_every_value_is_used() -> None:
     assert referenced <= defined, f"templates use values that values.yaml lacks: {sorted(referenced - defined)}"
     for top in values:
         assert any(path == top or path.startswith(f"{top}.") for path in referenced), f"values.{top} is never used"
+
+
+def test_the_console_service_ingress_and_network_policy(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    name, documents = rendered
+    pod_labels = _one(documents, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    http_services = [d for d in documents if d["kind"] == "Service" and d["metadata"]["name"] == f"{RELEASE}-http"]
+    if name == "defaults":
+        # loopback only: nothing in the cluster reaches the console (kubectl port-forward does)
+        assert not http_services
+        assert not [d for d in documents if d["kind"] in ("Ingress", "ServiceMonitor")]
+        return
+    [service] = http_services
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    [port] = service["spec"]["ports"]
+    assert port["targetPort"] == "http" and port["appProtocol"] == ("https" if name == "hospital" else "http")
+    # the DICOM Service (a LoadBalancer in the hospital values) does not carry the console
+    assert [p["targetPort"] for p in _one(documents, "Service", RELEASE)["spec"]["ports"]] == ["dicom"]
+    ingress = _one(documents, "Ingress")
+    [rule] = ingress["spec"]["rules"]
+    [tls] = ingress["spec"]["tls"]
+    assert tls["hosts"] == [rule["host"]] and tls["secretName"]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    if name == "hospital":
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+        volumes = {v["name"]: v for v in _one(documents, "StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["http-tls"]["secret"] == {"secretName": "gazex-http-tls", "defaultMode": 0o440}
+    policy = _one(documents, "NetworkPolicy")
+    by_port = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
+    assert set(by_port) == {"dicom", "http"}
+    namespaces = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in by_port["http"]}
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    assert not any("namespaceSelector" in peer for peer in by_port["dicom"])
+
+
+def test_prometheus_scrapes_metrics_with_a_token_from_a_secret(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    name, documents = rendered
+    if name == "defaults":
+        return
+    monitor = _one(documents, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    pod_labels = _one(documents, "StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["radiology"]}
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    assert endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "gazex-metrics-token", "key": "token"},
+    }
+    if name == "hospital":
+        assert endpoint["scheme"] == "https" and endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+        assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    else:
+        assert endpoint["scheme"] == "http" and "tlsConfig" not in endpoint
+
+
+def test_scrape_annotations_need_public_metrics_and_follow_the_scheme(tmp_path: Path) -> None:
+    documents = _render(
+        str(INGRESS_VALUES),
+        **{
+            "metrics.serviceMonitor.enabled": "false",
+            "metrics.podAnnotations": "true",
+            "config.http.metrics_public": "true",
+        },
+    )
+    annotations = _one(documents, "StatefulSet")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/scheme"] == "http"
+    assert annotations["prometheus.io/port"] == str(_container(documents)["ports"][1]["containerPort"])
+    config = tmp_path / "gazex.yaml"
+    config.write_text(_one(documents, "ConfigMap")["data"]["gazex.yaml"], encoding="utf-8")
+    assert load_settings(config, environ={}).http.metrics_public
+
+
+def test_without_http_the_probes_are_gazex_health_and_tcp(tmp_path: Path) -> None:
+    documents = _render(**{"http.enabled": "false"})
+    container = _container(documents)
+    assert [port["name"] for port in container["ports"]] == ["dicom"]
+    assert container["readinessProbe"]["exec"]["command"] == ["gazex", "health"]
+    assert container["livenessProbe"]["tcpSocket"]["port"] == "dicom"
+    config = tmp_path / "gazex.yaml"
+    config.write_text(_one(documents, "ConfigMap")["data"]["gazex.yaml"], encoding="utf-8")
+    assert not load_settings(config, environ={}).http.enabled
+    assert not [d for d in documents if d["metadata"]["name"] == f"{RELEASE}-http"]

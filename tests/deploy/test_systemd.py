@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO_ROOT / "deploy" / "systemd"
 UNIT = SYSTEMD_DIR / "gazex.service"
 GPU_DROP_IN = SYSTEMD_DIR / "gazex.service.d" / "gpu.conf"
+HTTPS_DROP_IN = SYSTEMD_DIR / "gazex.service.d" / "https.conf"
 INSTALLED_GAZEX = "/opt/gazex/venv/bin/gazex"
 #: The most exposure `systemd-analyze security` may report (0 best, 10 worst; below 2 is "OK").
 MAX_EXPOSURE = 2.0
@@ -124,17 +125,18 @@ def test_sysusers_and_env_example_match_the_unit() -> None:
     assert settings.database_url.startswith("postgresql+psycopg://")
 
 
-def _installable_copy(tmp_path: Path, *, gpu: bool) -> Path:
-    """The unit (and drop-in) in a unit directory, its commands pointing at the gazex under test."""
+def _installable_copy(tmp_path: Path, *, gpu: bool, https: bool = False) -> Path:
+    """The unit (and drop-ins) in a unit directory, its commands pointing at the gazex under test."""
     units = tmp_path / "units"
     units.mkdir()
     gazex = Path(sys.executable).parent / "gazex"
     assert gazex.is_file(), "the gazex console script of this environment"
     (units / UNIT.name).write_text(UNIT.read_text(encoding="utf-8").replace(INSTALLED_GAZEX, str(gazex)))
-    if gpu:
-        drop_ins = units / f"{UNIT.name}.d"
-        drop_ins.mkdir()
-        (drop_ins / GPU_DROP_IN.name).write_text(GPU_DROP_IN.read_text(encoding="utf-8"))
+    drop_ins = units / f"{UNIT.name}.d"
+    for wanted, drop_in in ((gpu, GPU_DROP_IN), (https, HTTPS_DROP_IN)):
+        if wanted:
+            drop_ins.mkdir(exist_ok=True)
+            (drop_ins / drop_in.name).write_text(drop_in.read_text(encoding="utf-8"))
     return units
 
 
@@ -150,10 +152,14 @@ def _analyze(units: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+DROP_IN_SETS = {"plain": (False, False), "gpu-drop-in": (True, False), "https-drop-in": (False, True)}
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("gpu", [False, True], ids=["plain", "gpu-drop-in"])
-def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path, gpu: bool) -> None:
-    units = _installable_copy(tmp_path, gpu=gpu)
+@pytest.mark.parametrize("drop_ins", list(DROP_IN_SETS))
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path, drop_ins: str) -> None:
+    gpu, https = DROP_IN_SETS[drop_ins]
+    units = _installable_copy(tmp_path, gpu=gpu, https=https)
     result = _analyze(units, "verify", str(units / UNIT.name))
     # verify only warns (exit 0) about unknown keys: any output is a finding
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
@@ -169,11 +175,58 @@ def test_systemd_analyze_verify_reports_a_misspelt_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("gpu", [False, True], ids=["plain", "gpu-drop-in"])
-def test_systemd_analyze_security_rates_the_unit_ok(tmp_path: Path, gpu: bool) -> None:
-    units = _installable_copy(tmp_path, gpu=gpu)
+@pytest.mark.parametrize("drop_ins", list(DROP_IN_SETS))
+def test_systemd_analyze_security_rates_the_unit_ok(tmp_path: Path, drop_ins: str) -> None:
+    gpu, https = DROP_IN_SETS[drop_ins]
+    units = _installable_copy(tmp_path, gpu=gpu, https=https)
     result = _analyze(units, "security", "--offline=true", "--no-pager", str(units / UNIT.name))
     match = re.search(r"Overall exposure level for gazex\.service: ([0-9.]+) (\w+)", result.stdout)
     assert match is not None, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
     assert match.group(2) == "OK"
+
+
+def test_the_console_stays_on_loopback_unless_the_https_drop_in_adds_tls(tmp_path: Path) -> None:
+    unit_env = {key: value for key, value in _environment(_service()).items() if key.startswith("GAZEX_")}
+    unit_env.pop("GAZEX_CONFIG")
+    settings = load_settings(environ=unit_env)  # gazex.yaml from `gazex config example` keeps http.host's default
+    assert settings.http.enabled and settings.http.loopback_only
+    # the drop-in: the key and certificate as credentials, named through %d (the credentials directory)
+    drop_in = _service(HTTPS_DROP_IN)
+    credentials = dict(item.split(":", 1) for item in drop_in["LoadCredential"])
+    assert set(credentials) == {"http-tls.crt", "http-tls.key"}
+    assert all(path.startswith("/etc/gazex/tls/") for path in credentials.values())
+    (tmp_path / "credentials").mkdir()
+    for name in credentials:
+        (tmp_path / "credentials" / name).write_text("", encoding="utf-8")
+    environ = {
+        key: value.replace("%d", str(tmp_path / "credentials"))
+        for key, value in _environment(drop_in).items()
+        if key.startswith("GAZEX_")
+    }
+    settings = load_settings(environ={**unit_env, **environ})
+    assert not settings.http.loopback_only and settings.http.tls.enabled and not settings.http.allow_insecure_remote
+    files = (settings.http.tls.certificate, settings.http.tls.private_key)
+    assert {file.name for file in files if file is not None} == set(credentials)
+    # the unit lets the HTTP server's sockets through and writes the audit trail in its state directory
+    single = {key: values[-1] for key, values in _service().items()}
+    assert {"AF_INET", "AF_INET6"} <= set(single["RestrictAddressFamilies"].split())
+    assert "IPAddressDeny" not in single and "SocketBindDeny" not in single
+    state = Path(f"/var/lib/{single['StateDirectory']}")
+    assert single["WorkingDirectory"] == str(state)
+    assert (state / settings.audit_path).is_relative_to(state), "a relative audit.path is under WorkingDirectory"
+
+
+def test_env_example_documents_the_console_settings() -> None:
+    text = (SYSTEMD_DIR / "gazex.env.example").read_text(encoding="utf-8")
+    commented = dict(
+        line.removeprefix("#").split("=", 1) for line in text.splitlines() if line.startswith("#GAZEX_HTTP__")
+    )
+    assert set(commented) == {
+        "GAZEX_HTTP__HOST",
+        "GAZEX_HTTP__TLS__CERTIFICATE",
+        "GAZEX_HTTP__TLS__PRIVATE_KEY",
+        "GAZEX_HTTP__ALLOW_INSECURE_REMOTE",
+    }
+    unit_text = UNIT.read_text(encoding="utf-8")
+    assert "gazex users add admin --role admin" in unit_text

@@ -88,10 +88,67 @@ port, TLS file paths). The chart refuses values that would fight it.
 {{- $_ := set $tls "ca_certificates" "/etc/gazex/tls/ca.crt" -}}
 {{- end -}}
 {{- end -}}
+{{- $http := default (dict) (get $config "http") -}}
+{{- range $key := list "enabled" "host" "port" "tls" "allow_insecure_remote" -}}
+{{- if hasKey $http $key -}}
+{{- fail (printf "config.http.%s is set by the chart from http; remove it from config" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $audit := default (dict) (get $config "audit") -}}
+{{- if hasKey $audit "path" -}}
+{{- fail "config.audit.path is set by the chart (each pod's own file on the data volume); remove it from config" -}}
+{{- end -}}
+{{- $_ := set $http "enabled" .Values.http.enabled -}}
+{{- $_ := set $http "port" (int .Values.http.port) -}}
+{{- if eq (include "gazex.httpExposed" .) "true" -}}
+{{- $_ := set $http "host" "0.0.0.0" -}}
+{{- else -}}
+{{- $_ := set $http "host" "127.0.0.1" -}}
+{{- end -}}
+{{- if .Values.http.tls.enabled -}}
+{{- $_ := set $http "tls" (dict "certificate" "/etc/gazex/http-tls/tls.crt" "private_key" "/etc/gazex/http-tls/tls.key") -}}
+{{- end -}}
+{{- $_ := set $http "allow_insecure_remote" (and .Values.http.allowInsecureRemote (not .Values.http.tls.enabled)) -}}
+{{- $_ := set $config "http" $http -}}
 {{- $_ := set $dicom "port" (int .Values.dicom.port) -}}
 {{- $_ := set $dicom "tls" $tls -}}
 {{- $_ := set $config "dicom" $dicom -}}
 {{- $_ := set $storage "data_dir" "/var/lib/gazex" -}}
 {{- $_ := set $config "storage" $storage -}}
 {{- toYaml $config -}}
+{{- end -}}
+
+
+{{/*
+"true" when the HTTP server listens on the pod's address (a Service, Ingress, HTTP probes and
+scraping can reach it): HTTPS in the pod, or plain HTTP that the operator allowed for a
+TLS-terminating Ingress. Otherwise it listens on the pod's loopback (kubectl port-forward).
+*/}}
+{{- define "gazex.httpExposed" -}}
+{{- and .Values.http.enabled (or .Values.http.tls.enabled .Values.http.allowInsecureRemote) -}}
+{{- end -}}
+
+{{- define "gazex.httpScheme" -}}
+{{- if .Values.http.tls.enabled -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end -}}
+
+{{/* Values that would expose the console without TLS, or use it where it is not exposed. */}}
+{{- define "gazex.checkHttp" -}}
+{{- $exposed := eq (include "gazex.httpExposed" .) "true" -}}
+{{- if and (has .Values.http.service.type (list "LoadBalancer" "NodePort")) (not .Values.http.tls.enabled) -}}
+{{- fail (printf "http.service.type %s would carry plain HTTP beyond the cluster: set http.tls.enabled (or use ClusterIP behind the Ingress)" .Values.http.service.type) -}}
+{{- end -}}
+{{- if and .Values.http.ingress.enabled (not $exposed) -}}
+{{- fail "http.ingress.enabled needs the console on the pod's address: set http.tls.enabled or http.allowInsecureRemote" -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not $exposed) -}}
+{{- fail "metrics.serviceMonitor.enabled needs the console on the pod's address: set http.tls.enabled or http.allowInsecureRemote" -}}
+{{- end -}}
+{{- if and .Values.metrics.podAnnotations (not $exposed) -}}
+{{- fail "metrics.podAnnotations needs the console on the pod's address: set http.tls.enabled or http.allowInsecureRemote" -}}
+{{- end -}}
+{{- $http := default (dict) (get .Values.config "http") -}}
+{{- if and .Values.metrics.podAnnotations (not (get $http "metrics_public")) -}}
+{{- fail "metrics.podAnnotations sends no token: set config.http.metrics_public: true, or use metrics.serviceMonitor with a token" -}}
+{{- end -}}
 {{- end -}}
