@@ -12,10 +12,11 @@ import json
 from typing import Annotated, Any
 
 import pydicom
-from fastapi import APIRouter, HTTPException, Request, UploadFile
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydicom.errors import InvalidDicomError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from gateway.accounts import Principal
 from gateway.operations import OperationError, actions, queries

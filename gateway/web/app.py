@@ -152,12 +152,20 @@ def route_roles(app: FastAPI) -> dict[tuple[str, str], str | None]:
     from fastapi.routing import APIRoute
 
     found: dict[tuple[str, str], str | None] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        roles = [dep.call.role for dep in _dependencies(route.dependant) if isinstance(dep.call, auth.RoleRequirement)]
-        for method in route.methods or ():
-            found[(method, route.path)] = roles[0] if roles else None
+
+    def walk(routes: Any, prefix: str) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # FastAPI >= 0.165 keeps included routers whole
+            if inner is not None:
+                walk(inner.routes, prefix + str(getattr(getattr(route, "include_context", None), "prefix", "") or ""))
+                continue
+            if not isinstance(route, APIRoute):
+                continue
+            roles = [d.call.role for d in _dependencies(route.dependant) if isinstance(d.call, auth.RoleRequirement)]
+            for method in route.methods or ():
+                found[(method, prefix + route.path)] = roles[0] if roles else None
+
+    walk(app.routes, "")
     return found
 
 

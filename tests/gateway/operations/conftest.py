@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +21,18 @@ DESTINATIONS = {
 }
 
 
-@pytest.fixture(scope="session")
-def template(chest_cr_path: Path) -> Dataset:
+def small_chest(chest_cr_path: Path) -> Dataset:
     """The real chest CR cut to 64 x 64 pixels (fast to store and encode)."""
     dataset = pydicom.dcmread(chest_cr_path)
     pixels = dataset.pixel_array[:64, :64].copy()
     dataset.Rows, dataset.Columns = 64, 64
     dataset.PixelData = pixels.tobytes()
     return dataset
+
+
+@pytest.fixture(scope="session")
+def template(chest_cr_path: Path) -> Dataset:
+    return small_chest(chest_cr_path)
 
 
 @dataclass
@@ -54,6 +59,12 @@ def settle(harness: Harness, rounds: int = 6) -> None:
 
 @pytest.fixture
 def world(tmp_path: Path, template: Dataset) -> Iterator[World]:
+    with built_world(tmp_path, template) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def built_world(tmp_path: Path, template: Dataset) -> Iterator[World]:
     harness = Harness.create(tmp_path, destinations=DESTINATIONS)
     try:
         harness.sender.destinations["backup"] = FakeDestination(reachable=False)

@@ -98,19 +98,27 @@ def test_the_rules_are_tested_against_a_received_study_or_an_uploaded_header(wor
     assert (chest.source, chest.routed, chest.rule, chest.instances) == ("study", True, "chest-radiograph", 2)
     assert chest.destinations == ["archive", "backup"] and chest.outputs == ["sr", "seg", "gsps"]
     assert len(chest.analyze) == 2 and chest.context == []
-    assert chest.explanation[0].startswith("instance 1 of 2: ") and "rule 1 chest-radiograph: TAKES" in chest.explanation[1]
+    assert (
+        chest.explanation[0].startswith("instance 1 of 2: ")
+        and "rule 1 chest-radiograph: TAKES" in chest.explanation[1]
+    )
     head = actions.test_rules(harness.settings, db=harness.engine, study_instance_uid=world.head)
     assert not head.routed and head.rule is None and head.reason.startswith("not routed: no rule takes")
     upload = make_image(template, Modality="CT", BodyPartExamined="HEAD")
     tested = actions.test_rules(harness.settings, dataset=upload, calling_ae="CTSCANNER")
     assert (tested.source, tested.routed, tested.instances) == ("file", False, 1)
-    assert "  match 1: fails" in tested.explanation and "    ✗ modality 'CT' is not one of [CR, DX]" in tested.explanation
+    assert (
+        "  match 1: fails" in tested.explanation and "    ✗ modality 'CT' is not one of [CR, DX]" in tested.explanation
+    )
     assert tested.explanation[-1] == "result: no rule takes this instance; on its own its study would not be routed"
     lateral = actions.test_rules(harness.settings, dataset=make_image(template, ViewPosition="LL"))
     assert not lateral.routed and "selects none to analyse" in lateral.reason
     for bad in ({}, {"study_instance_uid": world.chest, "dataset": upload}):
         assert kind_of(lambda bad=bad: actions.test_rules(harness.settings, db=harness.engine, **bad)) == "invalid"  # type: ignore[misc]
-    assert kind_of(lambda: actions.test_rules(harness.settings, db=harness.engine, study_instance_uid="9.9")) == "not_found"
+    assert (
+        kind_of(lambda: actions.test_rules(harness.settings, db=harness.engine, study_instance_uid="9.9"))
+        == "not_found"
+    )
 
 
 def closed_port() -> int:
