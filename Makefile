@@ -4,16 +4,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= test,onnx,postgres,triton,train
+EXTRAS ?= test,onnx,postgres,triton,train,docs
 
-.PHONY: demo test setup system-deps tools viewer lint typecheck pytest clean
+.PHONY: demo test setup system-deps tools viewer lint typecheck docs pytest clean
 
 # The main job end to end: gateway + local archive on loopback, the bundled (synthetic) chest
 # radiograph sent with storescu, results validated; output in demo-output/ (README, Quick start).
 demo: setup
 	$(BIN)/gazex demo --out demo-output
 
-test: setup system-deps tools lint typecheck pytest
+test: setup system-deps tools lint typecheck docs pytest
 
 setup: $(VENV)/.installed
 
@@ -49,8 +49,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/), with every warning an error: a broken link or
+# anchor, or a page missing from the navigation, fails the build.  Offline: nothing is fetched.
+# Output in build/site/ (git-ignored).  The generated tables' drift tests are in tests/docs.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 pytest: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var demo-output
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache var demo-output build/site

@@ -7,6 +7,7 @@ The gateway uses only what is exported here::
 See ``README.md`` ("Outputs") for what each object contains.
 """
 
+from dicom_sr.codes import PRIVATE_SCHEME, coding_scheme_identification, terminology
 from dicom_sr.common import (
     DEFAULT_OUTPUTS,
     OUTPUT_KINDS,
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_OUTPUTS",
     "MAX_UID_ROOT_LENGTH",
     "OUTPUT_KINDS",
+    "PRIVATE_SCHEME",
     "SERIES_DESCRIPTIONS",
     "EncodeError",
     "EncodeSettings",
@@ -31,5 +33,7 @@ __all__ = [
     "Predecessor",
     "SeriesNumbers",
     "check_uid_root",
+    "coding_scheme_identification",
     "encode",
+    "terminology",
 ]

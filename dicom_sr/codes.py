@@ -130,6 +130,40 @@ def coding_scheme_identification() -> list[Dataset]:
     return [item]
 
 
+def terminology() -> list[tuple[str, Code]]:
+    """Every concept of this table with what it codes in our outputs, for the conformance statement.
+
+    The finding vocabulary first (one row per label of ``FINDING_LABELS``, less the statement
+    labels, which are never coded: a statement carries no Finding code), then the other concepts.
+    """
+    rows: list[tuple[str, Code]] = [
+        (f"finding `{label}` ({FINDING_LABELS[label]})", code)
+        for label, code in FINDING_CODES.items()
+        if label not in NEUTRAL_LABELS
+    ]
+    rows += [
+        (f"SR: concept name of a finding's CODE (the finding) and TEXT (its sentence); {_TEXT_SR} sentences", FINDING),
+        (f"SR: TEXT with the whole report (Qualitative Evaluations); {_TEXT_SR} container of the sentences", FINDINGS),
+        ("SR: TEXT label of each measurement group (what a viewer shows for the box)", COMMENT),
+        ("SR: the TID 1500 Qualitative Evaluations container", QUALITATIVE_EVALUATIONS),
+        ("SR: concept name of the qualifier of a hedged finding", CERTAINTY_OF_FINDING),
+        ('SR: value of Certainty of Finding for a hedged finding ("possible ...")', SUSPECTED),
+        ('SR: value of an absent finding ("no pneumothorax")', ABSENT),
+        ("SR: Finding of a visual clue's measurement group", VISUAL_CLUE),
+        ("SR: Finding of the inspection trajectory's measurement group", INSPECTION_TRAJECTORY),
+        ("SR: Procedure Reported when the source has no Procedure Code Sequence", PLAIN_RADIOGRAPHY),
+        ("SR and SEG: Algorithm Family (TID 4019, Segmentation Algorithm Identification)", ALGORITHM_FAMILY),
+        ("SEG: Segmented Property Type of the model attention segment", MODEL_ATTENTION),
+        ("SEG: Segmented Property Category of the model attention segment", CATEGORY_SPATIAL),
+        ("SEG: Segmented Property Category of an abnormal finding's segment", CATEGORY_ABNORMAL),
+        ("SEG: Segmented Property Category of a device's segment", CATEGORY_DEVICE),
+    ]
+    return rows
+
+
+_TEXT_SR = "Basic Text SR:"
+
+
 def private_codes() -> list[Code]:
     """Every code of the private scheme, for documentation and tests."""
     found = [c for c in FINDING_CODES.values() if c.scheme_designator == PRIVATE_SCHEME]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from gateway.db.models import ApiToken, User, WebSession
@@ -320,10 +320,6 @@ class Accounts:
     def end_session(self, cookie: str) -> None:
         with Session(self.engine) as session, session.begin():
             session.execute(delete(WebSession).where(WebSession.session_hash == _digest(cookie)))
-
-    def touch_login(self, user_id: int) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.execute(update(User).where(User.id == user_id).values(last_login_at=_now()))
 
 
 def same_secret(given: str | None, expected: str) -> bool:

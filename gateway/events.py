@@ -19,7 +19,16 @@ from typing import Any
 LOGGER = logging.getLogger(__name__)
 
 #: Why an association was refused: the bounded label set of metrics and audit.
-REJECTION_REASONS = ("unknown_caller", "called_ae_title", "capacity", "shutting_down", "admission_error")
+#: ``pre_admission``: a connection closed before an association was decided (no A-ASSOCIATE-RQ in time,
+#: a failed TLS handshake, a protocol error, or over the limit of connections waiting for admission).
+REJECTION_REASONS = (
+    "unknown_caller",
+    "called_ae_title",
+    "capacity",
+    "shutting_down",
+    "admission_error",
+    "pre_admission",
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,8 @@ class GatewayObserver:
         """A study was found complete and routed."""
 
     def job_finished(self, job_id: int, study_instance_uid: str, outcome: str, seconds: float | None) -> None:
-        """A job ended: ``outcome`` is ``done``, ``failed`` (will retry), ``dead`` or ``cancelled``."""
+        """A job attempt ended: ``outcome`` is ``done``, ``failed`` (will retry), ``dead``, ``superseded`` (a newer
+        analysis of the study replaces it) or ``cancelled``; ``seconds``: the analysis time, when it ran."""
 
     def delivery_finished(self, delivery: DeliveryInfo, outcome: str) -> None:
         """A send attempt ended: ``outcome`` is ``delivered``, ``retry`` or ``dead``."""

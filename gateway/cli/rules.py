@@ -8,9 +8,14 @@ from typing import Any
 
 import pydicom
 from pydicom.errors import InvalidDicomError
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
+from gateway.config import Settings
+from gateway.config.live import LiveSettings
+from gateway.db import DatabaseError, create_database_engine, require_current
+from gateway.db.engine import normalise_url
 from gateway.pipeline.routing import FIELDS, InstanceFacts, explain_rules, facts_from_header, rule_takes
 
 
@@ -30,6 +35,30 @@ def register(subparsers: Any) -> None:
     test.set_defaults(handler=run_test)
 
 
+def in_force(settings: Settings) -> tuple[Settings, str]:
+    """The settings with the live configuration's routing when the database has it, else the file's; and which."""
+    url = settings.database_url
+    try:
+        parsed = normalise_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
+            return settings, "the configuration file (no database yet)"
+        engine = create_database_engine(url, create_directory=False)
+    except DatabaseError:
+        return settings, "the configuration file"
+    try:
+        require_current(engine)
+        live = LiveSettings(engine, settings)
+        current = live.current()
+        revision = live.revision
+    except (DatabaseError, SQLAlchemyError):
+        return settings, "the configuration file (the database cannot be read)"
+    finally:
+        engine.dispose()
+    if revision == 0:
+        return settings, "the configuration file (no live revision yet)"
+    return current, f"the live configuration, revision {revision}"
+
+
 def facts_from_file(path: Path, calling_ae: str | None, called_ae: str | None) -> InstanceFacts:
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True)
@@ -41,7 +70,7 @@ def facts_from_file(path: Path, calling_ae: str | None, called_ae: str | None) -
 
 
 def run_test(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    settings, source = in_force(settings_from(args))
     called = args.called_ae if args.called_ae is not None else settings.dicom.ae_title
     facts = facts_from_file(args.file, args.calling_ae, called)
     print(f"{args.file}:")
@@ -49,6 +78,7 @@ def run_test(args: argparse.Namespace) -> int:
         value = facts.value(field)
         print(f"  {field:<18} {'(absent)' if value is None else value}")
     print()
+    print(f"routing rules of {source}:")
     for line in explain_rules(settings.routing.rules, facts):
         print(line)
     return 0 if any(rule_takes(rule, facts) for rule in settings.routing.rules) else 1

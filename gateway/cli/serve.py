@@ -13,10 +13,11 @@ from pydicom import config as pydicom_config
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
 from gateway.cli.worker import end_process, quiet_libraries
+from gateway.config.live import ConfigRejected
 from gateway.db import DatabaseError
 from gateway.dicom.tls import TLSConfigError
 from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
-from gateway.runtime import GatewayRuntime
+from gateway.runtime import AuditUnavailableError, GatewayRuntime
 from gateway.spool import SpoolError
 from gateway.web import ApiContext, HttpServer, HttpServerError, create_app
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             runtime.open()
             http = _start_http(runtime)
             host, port = runtime.start()
-        except (DatabaseError, SpoolError, TLSConfigError) as exc:
+        except (DatabaseError, SpoolError, TLSConfigError, ConfigRejected, AuditUnavailableError) as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(
@@ -97,7 +98,7 @@ def _start_http(runtime: GatewayRuntime) -> HttpServer | None:
         LOGGER.info("the HTTP API and console are off (http.enabled: false)")
         return None
     assert runtime.engine is not None
-    context = ApiContext(settings=settings, engine=runtime.engine, runtime=runtime)
+    context = ApiContext(settings=settings, engine=runtime.engine, observer=runtime.observers, runtime=runtime)
     app = create_app(context)
     server = HttpServer(settings.http, app)
     try:

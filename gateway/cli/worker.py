@@ -15,12 +15,18 @@ import sys
 from typing import Any, NoReturn
 
 from pydicom import config as pydicom_config
+from sqlalchemy import Engine
 
+from gateway.audit import AuditTrail
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
+from gateway.config import Settings
+from gateway.config.live import ConfigRejected, LiveSettings
 from gateway.db import DatabaseError, create_database_engine, describe, require_current, upgrade
+from gateway.events import Observers
 from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
 from gateway.pipeline.service import Pipeline
+from gateway.runtime import AuditUnavailableError, open_audit_trail
 
 LOGGER = logging.getLogger("gateway.worker")
 
@@ -50,6 +56,14 @@ def quiet_libraries() -> None:
             logger.setLevel(level)
 
 
+def _audit_trail(settings: Settings) -> AuditTrail:
+    """The audit trail records what this worker exports."""
+    try:
+        return open_audit_trail(settings)
+    except AuditUnavailableError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.concurrency is not None:
@@ -75,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
             require_current(engine)
     except DatabaseError as exc:
         raise CommandError(f"{describe(url)}: {exc}") from None
-    pipeline = Pipeline(engine, settings, completion=False, retention=False)
+    live = live_settings(engine, settings)
+    audit = _audit_trail(settings)
+    observers = Observers([audit])  # a worker's metrics are computed from the database by gazex serve
+    pipeline = Pipeline(engine, settings, completion=False, retention=False, observer=observers, live=live.current)
     try:
         if args.burst:
             try:
@@ -95,10 +112,22 @@ def run(args: argparse.Namespace) -> int:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     finally:
+        audit.close()
         engine.dispose()
     if abandoned:
         end_process(0)
     return 0
+
+
+def live_settings(engine: Engine, settings: Settings) -> LiveSettings:
+    """The live configuration (routing, destinations) this process follows; seeded when the database has none."""
+    live = LiveSettings(engine, settings)
+    try:
+        live.seed()
+    except ConfigRejected as exc:
+        engine.dispose()
+        raise CommandError(str(exc)) from None
+    return live
 
 
 def end_process(status: int) -> NoReturn:

@@ -42,6 +42,8 @@ class Rejection:
     source: int
     diagnostic: int
     reason: str
+    #: the reason's label for metrics and audit (one of :data:`gateway.events.REJECTION_REASONS`)
+    category: str = "admission_error"
 
     @property
     def kind(self) -> str:
@@ -123,6 +125,7 @@ def admission(
             SOURCE_SERVICE_USER,
             DIAG_CALLING_AE_NOT_RECOGNISED,
             f"calling AE title {request.calling_ae_title!r} from {request.peer_address} is not an allowed caller",
+            "unknown_caller",
         )
     if require_called_ae_title and request.called_ae_title.strip() not in ae_titles:
         return Rejection(
@@ -130,6 +133,7 @@ def admission(
             SOURCE_SERVICE_USER,
             DIAG_CALLED_AE_NOT_RECOGNISED,
             f"called AE title {request.called_ae_title.strip()!r} is not ours ({', '.join(ae_titles)})",
+            "called_ae_title",
         )
     if active_associations >= max_associations:
         return Rejection(
@@ -137,5 +141,6 @@ def admission(
             SOURCE_SERVICE_PROVIDER_PRESENTATION,
             DIAG_LOCAL_LIMIT_EXCEEDED,
             f"{active_associations} associations are open, the maximum is {max_associations}",
+            "capacity",
         )
     return None

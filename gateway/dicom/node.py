@@ -32,6 +32,7 @@ from gateway.dicom.receive import (
     spooled_data,
 )
 from gateway.dicom.store import InstanceStore, StoreResult, StoreStatus, handle_store
+from gateway.events import AssociationInfo, GatewayObserver, ReceivedInstance
 from gateway.spool import Spool
 
 LOGGER = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class DicomNode:
     Admission (allowed callers, called AE title, maximum associations) is decided in
     ``EVT_REQUESTED`` with :func:`gateway.dicom.admission.admission`; C-STOREs go to
     :func:`gateway.dicom.store.handle_store` with the :class:`InstanceStore` as its argument.
+    ``dicom_source`` gives the settings admission uses for each new association (our AE titles,
+    allowed callers and their flags: the live configuration); by default, ``settings``.
     """
 
     def __init__(
@@ -55,8 +58,12 @@ class DicomNode:
         *,
         ssl_context: ssl.SSLContext | None = None,
         resolve: Resolver = resolve_host,
+        observer: GatewayObserver | None = None,
+        dicom_source: Callable[[], DicomSettings] | None = None,
     ) -> None:
         self.settings = settings
+        self.observer = observer or GatewayObserver()
+        self._dicom_source = dicom_source or (lambda: settings)
         self.store = store
         self.spool: Spool = store.spool
         self._ssl_context = ssl_context
@@ -182,6 +189,19 @@ class DicomNode:
             return len(self._associations)
 
     @property
+    def accepting(self) -> bool:
+        """Started, its accept thread alive, and not shutting down (for /readyz: no probe connection)."""
+        with self._lock:
+            draining = self._draining
+        return (
+            self._server is not None
+            and self._thread is not None
+            and self._thread.is_alive()
+            and not draining
+            and not self._stopped.is_set()
+        )
+
+    @property
     def address(self) -> tuple[str, int]:
         if self._server is None:
             raise RuntimeError("the node is not started")
@@ -196,6 +216,7 @@ class DicomNode:
             self._associations.discard(gateway_assoc)
             self._lock.notify_all()
         if was_admitted:
+            self.observer.association_ended(association_info(assoc), list(gateway_assoc.received))
             stats = gateway_assoc.stats
             LOGGER.info(
                 "association from %s@%s ended: %d stored, %d duplicate, %d replaced, %d refused",
@@ -206,6 +227,9 @@ class DicomNode:
                 stats["replaced"],
                 stats["refused"],
             )
+
+    def connection_closed_before_admission(self, peer: str, detail: str) -> None:
+        self.observer.association_rejected(AssociationInfo("", "", peer), "pre_admission", detail)
 
     # -- event handlers --------------------------------------------------------------------
     def _on_requested(self, event: Any) -> None:
@@ -219,19 +243,21 @@ class DicomNode:
             peer_address=str(assoc.requestor.address),
         )
         rejection: Rejection | None
+        live = self.settings
         with self._lock:
             if self._draining:
                 rejection = Rejection(
-                    TRANSIENT, SOURCE_SERVICE_PROVIDER_PRESENTATION, 0x01, "the node is shutting down"
+                    TRANSIENT, SOURCE_SERVICE_PROVIDER_PRESENTATION, 0x01, "the node is shutting down", "shutting_down"
                 )
             else:
                 try:
+                    live = self._dicom_source()  # the live configuration: read for each association
                     rejection = admission(
                         request,
-                        ae_titles=self.settings.ae_titles,
-                        require_called_ae_title=self.settings.require_called_ae_title,
-                        allowed_callers=self.settings.allowed_callers,
-                        reject_unknown_callers=self.settings.reject_unknown_callers,
+                        ae_titles=live.ae_titles,
+                        require_called_ae_title=live.require_called_ae_title,
+                        allowed_callers=live.allowed_callers,
+                        reject_unknown_callers=live.reject_unknown_callers,
                         active_associations=len(self._associations),
                         max_associations=self.settings.max_associations,
                         resolve=self._resolve,
@@ -251,13 +277,15 @@ class DicomNode:
                 request.called_ae_title,
                 rejection.reason,
             )
+            self.observer.association_rejected(association_info(assoc), rejection.category, rejection.reason)
             assoc.acse.send_reject(rejection.result, rejection.source, rejection.diagnostic)
             assoc.is_rejected = True
             assoc.is_established = False
             assoc.kill()
             return
-        if request.called_ae_title in self.settings.ae_titles:
+        if request.called_ae_title in live.ae_titles:
             assoc.acceptor.ae_title = request.called_ae_title  # answer as the title that was called
+        self.observer.association_accepted(association_info(assoc))
         LOGGER.info(
             "accepted the association from %r at %s to %r",
             request.calling_ae_title,
@@ -269,17 +297,38 @@ class DicomNode:
         request = event.request
         uid = str(request.AffectedSOPInstanceUID)
         stats: Counter[str] | None = getattr(event.assoc, "stats", None)
+        info = association_info(event.assoc)
         if result.status == StoreStatus.SUCCESS and result.outcome is not None:
             if stats is not None:
                 stats[result.outcome.value] += 1
+            if result.instance is not None:
+                received: list[ReceivedInstance] | None = getattr(event.assoc, "received", None)
+                if received is not None:
+                    received.append(result.instance)
+                self.observer.instance_stored(info, result.instance)
             LOGGER.info("stored %s (%s)", uid, result.outcome.value)
             return
         if stats is not None:
             stats["refused"] += 1
+        self.observer.instance_refused(info, int(result.status))
         LOGGER.warning("refused %s with 0x%04X: %s", uid, int(result.status), result.reason)
 
     def store_gate(self) -> _StoreGate:
         return _StoreGate(self)
+
+
+def association_info(assoc: Association) -> AssociationInfo:
+    """Who called whom, from where: the observers' view of an association."""
+    requestor = assoc.requestor
+    primitive = requestor.primitive  # the request's titles (requestor.ae_title is set only by negotiation)
+    calling = primitive.calling_ae_title if primitive is not None else requestor.ae_title
+    called = primitive.called_ae_title if primitive is not None else assoc.acceptor.ae_title
+    return AssociationInfo(
+        calling_ae_title=str(calling).strip(),
+        called_ae_title=str(called).strip(),
+        peer_address=str(requestor.address),
+        peer_port=int(requestor.port) if requestor.port else None,
+    )
 
 
 class _StoreGate:

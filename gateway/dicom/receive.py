@@ -66,6 +66,7 @@ from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAsso
 from pynetdicom.utils import set_timer_resolution
 
 from gateway.dicom.admission import parse_address
+from gateway.events import ReceivedInstance
 from gateway.safelog import log_unexpected
 from gateway.spool import IncomingFile, OutOfSpaceError, Spool
 
@@ -150,6 +151,8 @@ class NodeHooks(Protocol):
     spool: Spool
 
     def association_finished(self, assoc: Association) -> None: ...
+
+    def connection_closed_before_admission(self, peer: str, detail: str) -> None: ...
 
 
 class PeerLog:
@@ -783,6 +786,8 @@ class GatewayAssociation(Association):
                 self.unbind(event_type, handler)
         #: outcomes of this association's C-STOREs ("new", "duplicate", "replaced", "refused")
         self.stats: Counter[str] = Counter()
+        #: the instances this association stored, for the observers' ``association_ended``
+        self.received: list[ReceivedInstance] = []
         #: set when a DIMSE message or an upper layer primitive is queued, or the DUL ends
         self.wake_event = threading.Event()
         #: the accepted socket, and its place among the connections not admitted yet (None once decided)
@@ -826,6 +831,7 @@ class GatewayAssociation(Association):
             if self._request_deadline is not None and time.monotonic() >= self._request_deadline:
                 peer = peer_key(str(self.requestor.address))
                 PROTOCOL_LOG.warning_from(peer, "closing the connection from %s: no association request in time", peer)
+            self.hooks.connection_closed_before_admission(str(self.requestor.address), "no association request")
             self.kill()
             self._close_transport()
             return
@@ -946,6 +952,7 @@ class GatewayRequestHandler(RequestHandler):
             reason = getattr(exc, "reason", None) or exc.__class__.__name__
             peer = peer_key(str(self.client_address[0]))
             PROTOCOL_LOG.warning_from(peer, "TLS handshake with %s failed: %s", peer, reason)
+            self.server.hooks.connection_closed_before_admission(str(self.client_address[0]), "TLS handshake failed")
             self.server.shutdown_request(sock)
             return False
         return True
@@ -1009,6 +1016,7 @@ class GatewayServer(ThreadedAssociationServer):
         entered = self.pending.enter(peer)
         if isinstance(entered, str):
             PROTOCOL_LOG.warning_from(peer, "closed a new connection from %s at once: %s", peer, entered)
+            self.hooks.connection_closed_before_admission(str(client_address[0]), entered)
             return False
         with self._pending_lock:
             self._pending_by_socket[request] = entered

@@ -13,7 +13,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from gateway.db.index import Arrival, IndexOutcome, InstanceIndex, StoredCopy, is_same_copy
 from gateway.dicom.header import InstanceHeader, MissingIdentifiersError, UnreadableDatasetError, read_header
 from gateway.dicom.receive import SpooledData, file_header, spooled_data
+from gateway.events import ReceivedInstance
 from gateway.safelog import log_unexpected
 from gateway.spool import IncomingFile, OutOfSpaceError, Spool, instance_relpath
 
@@ -57,6 +58,8 @@ class StoreResult:
     status: StoreStatus
     outcome: IndexOutcome | None = None
     reason: str = ""
+    #: what was stored (on success), for the observers; not part of the result's equality
+    instance: ReceivedInstance | None = field(default=None, compare=False)
 
 
 def identity_mismatch(header: InstanceHeader, request: StoreRequest) -> str | None:
@@ -72,6 +75,17 @@ def identity_mismatch(header: InstanceHeader, request: StoreRequest) -> str | No
             f"{request.sop_instance_uid}"
         )
     return "; ".join(problems) or None
+
+
+def received_instance(header: InstanceHeader, size: int) -> ReceivedInstance:
+    """The observers' view of a stored instance."""
+    return ReceivedInstance(
+        study_instance_uid=header.study_instance_uid,
+        sop_class_uid=header.sop_class_uid,
+        sop_instance_uid=header.sop_instance_uid,
+        size=size,
+        patient_id=header.patient_id,
+    )
 
 
 def utc_now() -> datetime:
@@ -132,7 +146,12 @@ class InstanceStore:
             and is_same_copy(known, copy, request.transfer_syntax_uid)
             and self.spool.path(known.file_path).is_file()
         ):
-            return StoreResult(StoreStatus.SUCCESS, IndexOutcome.DUPLICATE, "identical copy already stored")
+            return StoreResult(
+                StoreStatus.SUCCESS,
+                IndexOutcome.DUPLICATE,
+                "identical copy already stored",
+                received_instance(header, copy.file_size),
+            )
         timing.mark("lookup")
         arrival = Arrival(
             calling_ae_title=request.calling_ae_title,
@@ -189,7 +208,7 @@ class InstanceStore:
                 self.spool.remove(result.previous_file_path)
             except OSError as exc:
                 LOGGER.warning("could not delete the replaced copy %s: %s", result.previous_file_path, exc.strerror)
-        return StoreResult(StoreStatus.SUCCESS, result.outcome)
+        return StoreResult(StoreStatus.SUCCESS, result.outcome, instance=received_instance(header, copy.file_size))
 
     @staticmethod
     def _database_failure(exc: SQLAlchemyError) -> StoreResult:

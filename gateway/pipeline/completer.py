@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.config import Settings
+from gateway.events import GatewayObserver
 from gateway.pipeline import completion, keys
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.routing import InstanceFacts, RoutingDecision, route_study
@@ -115,9 +116,13 @@ class Completer:
         settings: Settings,
         clock: Clock,
         on_job_queued: Callable[[], None] | None = None,
+        observer: GatewayObserver | None = None,
+        live: Callable[[], Settings] | None = None,
     ) -> None:
         self._engine = engine
+        self._observer = observer or GatewayObserver()
         self._settings = settings
+        self._live = live or (lambda: settings)  # routing rules and destinations in force now
         self._clock = clock
         self._on_job_queued = on_job_queued
         self._model_ref = model_reference(settings)
@@ -202,9 +207,8 @@ class Completer:
                     return None
             else:
                 reason = completion.REPROCESS
-            decision = route_study(
-                self._settings.routing.rules, [row.facts for row in instances], list(self._settings.destinations)
-            )
+            live = self._live()
+            decision = route_study(live.routing.rules, [row.facts for row in instances], list(live.destinations))
             job_id: int | None = None
             new_job = False
             if decision.routed:
@@ -228,6 +232,7 @@ class Completer:
             )
         result = CompletedStudy(study.study_instance_uid, reason, decision, job_id, new_job)
         _log_completion(result, state.completions)
+        self._observer.study_completed(result.study_instance_uid, len(instances))
         return result
 
     def _looks_due(self, study_pk: int, now: datetime) -> bool:

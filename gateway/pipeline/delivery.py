@@ -27,6 +27,7 @@ from sqlalchemy import Engine, and_, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config import Settings
+from gateway.events import DeliveryInfo, GatewayObserver
 from gateway.pipeline import states
 from gateway.pipeline.backoff import Backoff
 from gateway.pipeline.clock import Clock
@@ -34,7 +35,7 @@ from gateway.pipeline.leases import Claim, Heartbeat, claim, held
 from gateway.pipeline.outbox import Outbox
 from gateway.pipeline.sender import Sender, SendError
 from gateway.pipeline.states import DeliveryStatus, ItemStatus
-from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, JOBS, OUTPUTS
+from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, JOBS, OUTPUTS, PATIENTS, STUDIES
 from gateway.pipeline.worker import worker_name
 from gateway.safelog import log_unexpected
 
@@ -62,9 +63,13 @@ class Deliverer:
         clock: Clock,
         name: str | None = None,
         uniform: Callable[[], float] = random.random,
+        observer: GatewayObserver | None = None,
+        live: Callable[[], Settings] | None = None,
     ) -> None:
         self._db = db
+        self._observer = observer or GatewayObserver()
         self._settings = settings
+        self._live = live or (lambda: settings)  # destinations and our AE title in force now
         self._outbox = outbox
         self._sender = sender
         self._clock = clock
@@ -129,18 +134,26 @@ class Deliverer:
                 .where(DELIVERY_ITEMS.c.delivery_pk == claimed.id)
                 .order_by(DELIVERY_ITEMS.c.id)
             ).all()
-            study_uid = connection.execute(
-                select(JOBS.c.study_instance_uid).where(JOBS.c.id == delivery.job_pk)
-            ).scalar_one()
+            study = connection.execute(
+                select(JOBS.c.study_instance_uid, PATIENTS.c.patient_id)
+                .join(STUDIES, STUDIES.c.id == JOBS.c.study_pk)
+                .join(PATIENTS, PATIENTS.c.id == STUDIES.c.patient_pk)
+                .where(JOBS.c.id == delivery.job_pk)
+            ).one()
+        study_uid = study.study_instance_uid
+        sent: list[tuple[str, str]] = []  # (SOP Instance UID, SOP Class UID) acknowledged in this attempt
         pending = [item for item in items if item.status != ItemStatus.ACKNOWLEDGED]
-        destination = self._settings.destinations.get(delivery.destination)
+        live = self._live()
+        destination = live.destinations.get(delivery.destination)
         if destination is None:
             reason = (
                 f"destination {delivery.destination!r} is no longer configured "
-                f"(configured: {', '.join(sorted(self._settings.destinations)) or 'none'}); "
+                f"(configured: {', '.join(sorted(live.destinations)) or 'none'}); "
                 "add it back and run gazex deliveries retry"
             )
-            return self._finish(claimed, delivery, len(items), len(items) - len(pending), reason, dead=True)
+            result = self._finish(claimed, delivery, len(items), len(items) - len(pending), reason, dead=True)
+            self._notify(result, claimed, delivery, None, study.study_instance_uid, study.patient_id, sent)
+            return result
         problem: str | None = None
         if pending:
             heartbeat = Heartbeat(
@@ -154,7 +167,7 @@ class Deliverer:
             )
             with heartbeat:
                 try:
-                    problem = self._send(delivery, destination, pending)
+                    problem = self._send(delivery, destination, pending, sent, live.dicom.ae_title)
                 except SQLAlchemyError:
                     raise  # the loop reports it; the lease expires and the delivery is claimed again
                 except Exception as exc:  # noqa: BLE001 - a bug must not kill the sender: recorded, retried
@@ -172,11 +185,48 @@ class Deliverer:
             len(items),
             f"; {problem}" if problem else "",
         )
-        return self._finish(claimed, delivery, len(items), acknowledged, problem)
+        result = self._finish(claimed, delivery, len(items), acknowledged, problem)
+        self._notify(result, claimed, delivery, destination, study.study_instance_uid, study.patient_id, sent)
+        return result
 
-    def _send(self, delivery: Any, destination: Any, pending: list[Any]) -> str | None:
+    def _notify(
+        self,
+        result: DeliveryResult,
+        claimed: Claim,
+        delivery: Any,
+        destination: Any,
+        study_uid: str,
+        patient_id: str,
+        sent: list[tuple[str, str]],
+    ) -> None:
+        """Tell the observers how the attempt ended (nothing when the lease was lost: another sender owns it)."""
+        outcome = {DeliveryStatus.DELIVERED: "delivered", DeliveryStatus.PENDING: "retry", DeliveryStatus.DEAD: "dead"}
+        if result.status not in outcome:
+            return
+        info = DeliveryInfo(
+            delivery_id=int(delivery.id),
+            destination=delivery.destination,
+            called_ae_title=destination.ae_title if destination is not None else "",
+            host=destination.host if destination is not None else "",
+            port=int(destination.port) if destination is not None else 0,
+            study_instance_uid=study_uid,
+            sop_instance_uids=tuple(uid for uid, _ in sent),
+            sop_class_uids=tuple(sop_class for _, sop_class in sent),
+            patient_id=patient_id or "",
+            attempts=claimed.attempts,
+        )
+        self._observer.delivery_finished(info, outcome[DeliveryStatus(result.status)])
+
+    def _send(
+        self,
+        delivery: Any,
+        destination: Any,
+        pending: list[Any],
+        sent: list[tuple[str, str]] | None = None,
+        our_ae_title: str | None = None,
+    ) -> str | None:
         """Send what is not acknowledged yet, committing each acknowledgement at once; the problems, in words."""
-        calling = destination.calling_ae_title or self._settings.dicom.ae_title
+        calling = destination.calling_ae_title or our_ae_title or self._live().dicom.ae_title
         problems: list[str] = []
         try:
             with self._sender.open(
@@ -196,6 +246,8 @@ class Deliverer:
                         continue
                     outcome = states.store_outcome(status)
                     self._record_item(item.id, status, None if outcome is not states.StoreOutcome.FAILURE else "")
+                    if outcome is not states.StoreOutcome.FAILURE and sent is not None:
+                        sent.append((item.sop_instance_uid, item.sop_class_uid))
                     if outcome is states.StoreOutcome.WARNING:
                         LOGGER.warning(
                             "%s stored %s with warning 0x%04X", delivery.destination, item.sop_instance_uid, status

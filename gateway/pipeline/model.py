@@ -139,6 +139,11 @@ class ModelHolder:
         self._failed_at: float | None = None
         self._failure: str | None = None
 
+    @property
+    def loaded(self) -> bool:
+        """Is the model loaded in this process (for the metrics)?"""
+        return self._engine is not None
+
     def get(self) -> Engine:
         """The engine; :class:`ModelUnavailable` while it cannot be loaded (a new try every RELOAD_SECONDS)."""
         with self._lock:

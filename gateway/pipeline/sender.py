@@ -30,6 +30,10 @@ from gateway.config.pipeline import Destination
 from gateway.dicom.echo import TIMEOUT_MARGIN, _association_failure, preflight
 from gateway.dicom.tls import TLSConfigError, client_context
 
+#: The transfer syntaxes proposed for every SOP class sent, in order of preference.  Outputs are
+#: written in Explicit VR Little Endian; pynetdicom converts to Implicit VR when only that is accepted.
+PROPOSED_TRANSFER_SYNTAXES: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
 
 class SendError(Exception):
     """The destination could not be reached, refused us, or the association broke; says which."""
@@ -141,7 +145,7 @@ class StoreSender:
         tls = tls_context(destination)
         ae = AE(ae_title=calling_ae_title)
         for sop_class in dict.fromkeys(sop_classes):
-            ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+            ae.add_requested_context(sop_class, list(PROPOSED_TRANSFER_SYNTAXES))
         timeout = destination.timeout_seconds
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
         started = time.monotonic()

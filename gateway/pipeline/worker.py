@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 import dicom_sr
 from gateway.config import Settings
 from gateway.db import installation_id
+from gateway.events import GatewayObserver
 from gateway.pipeline import states
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.leases import Claim, Heartbeat, LeaseLost, claim, held
@@ -87,8 +88,10 @@ class Worker:
         name: str | None = None,
         on_outputs: Callable[[], None] | None = None,
         encode_settings: dicom_sr.EncodeSettings | None = None,
+        observer: GatewayObserver | None = None,
     ) -> None:
         self._db = db
+        self._observer = observer or GatewayObserver()
         self._settings = settings
         self._spool_root = settings.storage.spool_path
         self._outbox = outbox
@@ -185,6 +188,7 @@ class Worker:
                 return JobResult(job.id, "lease-lost")
         if status == JobStatus.DONE and job.destinations and self._on_outputs is not None:
             self._on_outputs()
+        self._observer.job_finished(job.id, job.study_instance_uid, job_outcome(status), analysis.seconds)
         return JobResult(job.id, status)
 
     def _produce(self, job: Any, engine: AnalysisEngine) -> tuple[StudyAnalysis, list[OutboxFile], int | None]:
@@ -453,7 +457,18 @@ class Worker:
             LOGGER.info("job %d superseded: %s", job.id, failure.reason)
         else:
             LOGGER.error("job %d FAILED after %d attempt(s): %s", job.id, claimed.attempts, failure.reason)
+        self._observer.job_finished(job.id, job.study_instance_uid, job_outcome(status), None)
         return JobResult(job.id, status, failure.reason)
+
+
+def job_outcome(status: str) -> str:
+    """The observers' word for how an attempt ended: ``done``, ``failed`` (queued again), ``dead`` (failed for
+    good) or ``superseded`` (a newer analysis of the study replaces it)."""
+    if status == JobStatus.QUEUED:
+        return "failed"
+    if status == JobStatus.FAILED:
+        return "dead"
+    return str(status)
 
 
 def encode_settings(db: Engine, settings: Settings) -> dicom_sr.EncodeSettings:

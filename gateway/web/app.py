@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.web import api_actions, api_status, auth, probes
+from gateway.web import api_actions, api_status, auth, metrics_route, probes
 from gateway.web.auth import LoginThrottle
 from gateway.web.context import ApiContext
 
@@ -44,6 +44,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(probes.router)
     app.include_router(auth.router)
+    app.include_router(metrics_route.router)
     app.include_router(api_status.router)
     app.include_router(api_actions.router)
     app.add_middleware(BodyLimit, limit=int(context.settings.http.max_upload_bytes))
@@ -149,23 +150,25 @@ class SecurityHeaders:
 
 def route_roles(app: FastAPI) -> dict[tuple[str, str], str | None]:
     """(method, path) -> the role a route requires, or None when it declares none (for the tests)."""
+    found: dict[tuple[str, str], str | None] = {}
+    for path, route in _api_routes(app.routes, ""):
+        roles = [dep.call.role for dep in _dependencies(route.dependant) if isinstance(dep.call, auth.RoleRequirement)]
+        for method in route.methods or ():
+            found[(method, path)] = roles[0] if roles else None
+    return found
+
+
+def _api_routes(routes: Any, prefix: str) -> list[tuple[str, Any]]:
+    """Every APIRoute with its full path, through included routers (FastAPI keeps them nested)."""
     from fastapi.routing import APIRoute
 
-    found: dict[tuple[str, str], str | None] = {}
-
-    def walk(routes: Any, prefix: str) -> None:
-        for route in routes:
-            inner = getattr(route, "original_router", None)  # FastAPI >= 0.165 keeps included routers whole
-            if inner is not None:
-                walk(inner.routes, prefix + str(getattr(getattr(route, "include_context", None), "prefix", "") or ""))
-                continue
-            if not isinstance(route, APIRoute):
-                continue
-            roles = [d.call.role for d in _dependencies(route.dependant) if isinstance(d.call, auth.RoleRequirement)]
-            for method in route.methods or ():
-                found[(method, prefix + route.path)] = roles[0] if roles else None
-
-    walk(app.routes, "")
+    found: list[tuple[str, Any]] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append((prefix + route.path, route))
+        elif hasattr(route, "original_router"):
+            context = getattr(route, "include_context", None)
+            found.extend(_api_routes(route.original_router.routes, prefix + getattr(context, "prefix", "")))
     return found
 
 

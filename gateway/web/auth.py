@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -40,24 +41,35 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client is not None else None
 
 
-class RoleRequirement:
-    """A dependency: the request's principal, who must hold at least ``role``."""
+#: Who an anonymous request is on a route the settings made public (``http.metrics_public``).
+ANONYMOUS = Principal(0, "anonymous", "viewer", "public")
 
-    def __init__(self, role: str) -> None:
+
+class RoleRequirement:
+    """A dependency: the request's principal, who must hold at least ``role``.
+
+    ``public_when`` (the context -> bool) lets a route be served without credentials when the
+    settings say so; the route still declares its role for when they do not.
+    """
+
+    def __init__(self, role: str, public_when: Callable[[ApiContext], bool] | None = None) -> None:
         if role not in ROLES:
             raise ValueError(f'Argument "role" must be one of {ROLES}, not {role!r}')
         self.role = role
+        self.public_when = public_when
 
     async def __call__(self, request: Request) -> Principal:
+        if self.public_when is not None and self.public_when(context_of(request)):
+            return ANONYMOUS
         principal = await authenticate(request)
         if not principal.has(self.role):
             raise HTTPException(403, f"this needs the {self.role} role; {principal.username} is {principal.role}")
         return principal
 
 
-def require(role: str) -> Any:
+def require(role: str, public_when: Callable[[ApiContext], bool] | None = None) -> Any:
     """``Depends`` on a :class:`RoleRequirement`."""
-    return Depends(RoleRequirement(role))
+    return Depends(RoleRequirement(role, public_when))
 
 
 async def authenticate(request: Request) -> Principal:

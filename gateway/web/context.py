@@ -35,6 +35,7 @@ class ApiContext:
 
 
 def current_settings(context: ApiContext) -> Settings:
-    """The settings the routes act on (destinations to echo, rules to test, ...): the one place
-    that turns to the live configuration once it exists."""
-    return context.settings
+    """The settings the routes act on (destinations to echo, rules to test, ...): the running
+    gateway's live configuration, else (no runtime, as in tests of the app alone) the file's."""
+    live = context.runtime.live if context.runtime is not None else None
+    return live.current() if live is not None else context.settings

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from gateway.health import CheckResult, check_listener, check_spool
+from gateway.health import CheckResult, check_spool
 from gateway.web.context import ApiContext
 
 router = APIRouter(tags=["health"])
@@ -42,15 +42,12 @@ def readiness(context: ApiContext) -> list[CheckResult]:
     ]
     runtime = context.runtime
     node = runtime.node if runtime is not None else None
-    try:
-        host, port = node.address if node is not None else ("", 0)
-    except RuntimeError:
-        node = None
-    if node is None:
-        checks.append(CheckResult("dicom", False, "the DICOM node is not running"))
+    if node is None or not node.accepting:
+        checks.append(CheckResult("dicom", False, "the DICOM node is not accepting associations"))
     else:
-        found = check_listener(host, port, timeout=2.0)
-        checks.append(CheckResult("dicom", found.ok, found.detail))
+        host, port = node.address
+        # not probed by connecting: a bare TCP connection would count as a refused caller
+        checks.append(CheckResult("dicom", True, f"accepting associations on {host}:{port}"))
     pipeline = runtime.pipeline if runtime is not None else None
     if pipeline is None:
         checks.append(CheckResult("model", False, "no pipeline runs in this process"))
