@@ -32,3 +32,10 @@ class ApiContext:
     @property
     def secure_cookies(self) -> bool:
         return self.settings.http.tls.enabled
+
+
+def current_settings(context: ApiContext) -> Settings:
+    """The settings the routes act on (destinations to echo, rules to test, ...): the running
+    gateway's live configuration, else (no runtime, as in tests of the app alone) the file's."""
+    live = context.runtime.live if context.runtime is not None else None
+    return live.current() if live is not None else context.settings
