@@ -13,6 +13,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 
 from gateway.config import Settings
+from gateway.config.live import LiveSettings
 from gateway.db import DatabaseError, create_database_engine, describe, require_current, schema_status, upgrade
 from gateway.db.index import InstanceIndex
 from gateway.dicom.node import DicomNode
@@ -44,13 +45,18 @@ class GatewayRuntime:
         self.spool: Spool | None = None
         self.node: DicomNode | None = None
         self.pipeline: Pipeline | None = None
+        self.live: LiveSettings | None = None
         self._with_pipeline = pipeline
         self._clock = clock
         self._sender = sender
         self._model = model
 
     def open(self) -> None:
-        """Prepare the database schema and the spool; raises DatabaseError, SpoolError, TLSConfigError."""
+        """Prepare the database schema, the live configuration and the spool.
+
+        Raises DatabaseError, SpoolError, TLSConfigError, or ConfigRejected (the database's live
+        configuration does not validate).
+        """
         settings = self.settings
         engine = create_database_engine(settings.database_url)
         self.engine = engine
@@ -67,6 +73,9 @@ class GatewayRuntime:
                 )
         else:
             require_current(engine)
+        live = LiveSettings(engine, settings)
+        live.seed()
+        self.live = live
         spool = Spool(
             settings.storage.spool_path, int(settings.storage.min_free_disk), node_id=settings.storage.node_id
         )
@@ -74,9 +83,11 @@ class GatewayRuntime:
         self.spool = spool
         ssl_context = server_context(settings.dicom.tls) if settings.dicom.tls.enabled else None
         store = InstanceStore(spool, InstanceIndex(engine))
-        self.node = DicomNode(settings.dicom, store, ssl_context=ssl_context)
+        self.node = DicomNode(settings.dicom, store, ssl_context=ssl_context, dicom_source=live.dicom)
         if self._with_pipeline:
-            self.pipeline = Pipeline(engine, settings, clock=self._clock, sender=self._sender, model=self._model)
+            self.pipeline = Pipeline(
+                engine, settings, clock=self._clock, sender=self._sender, model=self._model, live=live.current
+            )
 
     def start(self) -> tuple[str, int]:
         if self.node is None:

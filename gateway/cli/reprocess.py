@@ -9,6 +9,7 @@ from typing import Any
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
 from gateway.cli._tables import database
+from gateway.config.live import LiveSettings
 from gateway.pipeline.clock import SystemClock
 from gateway.pipeline.completer import Completer, study_pk_of
 
@@ -31,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
         study_pk = study_pk_of(engine, args.study)
         if study_pk is None:
             raise CommandError(f"no study {args.study} was received; list studies with: gazex studies")
-        result = Completer(engine, settings, SystemClock()).complete_study(study_pk, reprocess_nonce=uuid.uuid4().hex)
+        live = LiveSettings(engine, settings)  # the routing rules in force, as gazex serve has them
+        result = Completer(engine, settings, SystemClock(), live=live.current).complete_study(
+            study_pk, reprocess_nonce=uuid.uuid4().hex
+        )
     if result is None or not result.decision.routed:
         reason = result.decision.reason if result is not None else "it could not be completed"
         raise CommandError(f"study {args.study} was not queued: {reason}")

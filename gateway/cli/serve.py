@@ -13,6 +13,7 @@ from pydicom import config as pydicom_config
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
 from gateway.cli.worker import end_process, quiet_libraries
+from gateway.config.live import ConfigRejected
 from gateway.db import DatabaseError
 from gateway.dicom.tls import TLSConfigError
 from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             runtime.open()
             http = _start_http(runtime)
             host, port = runtime.start()
-        except (DatabaseError, SpoolError, TLSConfigError) as exc:
+        except (DatabaseError, SpoolError, TLSConfigError, ConfigRejected) as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(

@@ -15,9 +15,12 @@ import sys
 from typing import Any, NoReturn
 
 from pydicom import config as pydicom_config
+from sqlalchemy import Engine
 
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
+from gateway.config import Settings
+from gateway.config.live import ConfigRejected, LiveSettings
 from gateway.db import DatabaseError, create_database_engine, describe, require_current, upgrade
 from gateway.pipeline.model import ModelUnavailable, check_demo_allowed
 from gateway.pipeline.service import Pipeline
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
             require_current(engine)
     except DatabaseError as exc:
         raise CommandError(f"{describe(url)}: {exc}") from None
-    pipeline = Pipeline(engine, settings, completion=False, retention=False)
+    live = live_settings(engine, settings)
+    pipeline = Pipeline(engine, settings, completion=False, retention=False, live=live.current)
     try:
         if args.burst:
             try:
@@ -99,6 +103,17 @@ def run(args: argparse.Namespace) -> int:
     if abandoned:
         end_process(0)
     return 0
+
+
+def live_settings(engine: Engine, settings: Settings) -> LiveSettings:
+    """The live configuration (routing, destinations) this process follows; seeded when the database has none."""
+    live = LiveSettings(engine, settings)
+    try:
+        live.seed()
+    except ConfigRejected as exc:
+        engine.dispose()
+        raise CommandError(str(exc)) from None
+    return live
 
 
 def end_process(status: int) -> NoReturn:

@@ -46,6 +46,8 @@ class DicomNode:
     Admission (allowed callers, called AE title, maximum associations) is decided in
     ``EVT_REQUESTED`` with :func:`gateway.dicom.admission.admission`; C-STOREs go to
     :func:`gateway.dicom.store.handle_store` with the :class:`InstanceStore` as its argument.
+    ``dicom_source`` gives the settings admission uses for each new association (our AE titles,
+    allowed callers and their flags: the live configuration); by default, ``settings``.
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class DicomNode:
         *,
         ssl_context: ssl.SSLContext | None = None,
         resolve: Resolver = resolve_host,
+        dicom_source: Callable[[], DicomSettings] | None = None,
     ) -> None:
         self.settings = settings
+        self._dicom_source = dicom_source or (lambda: settings)
         self.store = store
         self.spool: Spool = store.spool
         self._ssl_context = ssl_context
@@ -219,6 +223,7 @@ class DicomNode:
             peer_address=str(assoc.requestor.address),
         )
         rejection: Rejection | None
+        live = self.settings
         with self._lock:
             if self._draining:
                 rejection = Rejection(
@@ -226,12 +231,13 @@ class DicomNode:
                 )
             else:
                 try:
+                    live = self._dicom_source()  # the live configuration: read for each association
                     rejection = admission(
                         request,
-                        ae_titles=self.settings.ae_titles,
-                        require_called_ae_title=self.settings.require_called_ae_title,
-                        allowed_callers=self.settings.allowed_callers,
-                        reject_unknown_callers=self.settings.reject_unknown_callers,
+                        ae_titles=live.ae_titles,
+                        require_called_ae_title=live.require_called_ae_title,
+                        allowed_callers=live.allowed_callers,
+                        reject_unknown_callers=live.reject_unknown_callers,
                         active_associations=len(self._associations),
                         max_associations=self.settings.max_associations,
                         resolve=self._resolve,
@@ -256,7 +262,7 @@ class DicomNode:
             assoc.is_established = False
             assoc.kill()
             return
-        if request.called_ae_title in self.settings.ae_titles:
+        if request.called_ae_title in live.ae_titles:
             assoc.acceptor.ae_title = request.called_ae_title  # answer as the title that was called
         LOGGER.info(
             "accepted the association from %r at %s to %r",

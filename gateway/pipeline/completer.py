@@ -115,9 +115,11 @@ class Completer:
         settings: Settings,
         clock: Clock,
         on_job_queued: Callable[[], None] | None = None,
+        live: Callable[[], Settings] | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
+        self._live = live or (lambda: settings)  # routing rules and destinations in force now
         self._clock = clock
         self._on_job_queued = on_job_queued
         self._model_ref = model_reference(settings)
@@ -202,9 +204,8 @@ class Completer:
                     return None
             else:
                 reason = completion.REPROCESS
-            decision = route_study(
-                self._settings.routing.rules, [row.facts for row in instances], list(self._settings.destinations)
-            )
+            live = self._live()
+            decision = route_study(live.routing.rules, [row.facts for row in instances], list(live.destinations))
             job_id: int | None = None
             new_job = False
             if decision.routed:

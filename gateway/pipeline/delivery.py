@@ -62,9 +62,11 @@ class Deliverer:
         clock: Clock,
         name: str | None = None,
         uniform: Callable[[], float] = random.random,
+        live: Callable[[], Settings] | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
+        self._live = live or (lambda: settings)  # destinations and our AE title in force now
         self._outbox = outbox
         self._sender = sender
         self._clock = clock
@@ -133,11 +135,12 @@ class Deliverer:
                 select(JOBS.c.study_instance_uid).where(JOBS.c.id == delivery.job_pk)
             ).scalar_one()
         pending = [item for item in items if item.status != ItemStatus.ACKNOWLEDGED]
-        destination = self._settings.destinations.get(delivery.destination)
+        live = self._live()
+        destination = live.destinations.get(delivery.destination)
         if destination is None:
             reason = (
                 f"destination {delivery.destination!r} is no longer configured "
-                f"(configured: {', '.join(sorted(self._settings.destinations)) or 'none'}); "
+                f"(configured: {', '.join(sorted(live.destinations)) or 'none'}); "
                 "add it back and run gazex deliveries retry"
             )
             return self._finish(claimed, delivery, len(items), len(items) - len(pending), reason, dead=True)
@@ -154,7 +157,7 @@ class Deliverer:
             )
             with heartbeat:
                 try:
-                    problem = self._send(delivery, destination, pending)
+                    problem = self._send(delivery, destination, pending, live.dicom.ae_title)
                 except SQLAlchemyError:
                     raise  # the loop reports it; the lease expires and the delivery is claimed again
                 except Exception as exc:  # noqa: BLE001 - a bug must not kill the sender: recorded, retried
@@ -174,9 +177,9 @@ class Deliverer:
         )
         return self._finish(claimed, delivery, len(items), acknowledged, problem)
 
-    def _send(self, delivery: Any, destination: Any, pending: list[Any]) -> str | None:
+    def _send(self, delivery: Any, destination: Any, pending: list[Any], our_ae_title: str | None = None) -> str | None:
         """Send what is not acknowledged yet, committing each acknowledgement at once; the problems, in words."""
-        calling = destination.calling_ae_title or self._settings.dicom.ae_title
+        calling = destination.calling_ae_title or our_ae_title or self._live().dicom.ae_title
         problems: list[str] = []
         try:
             with self._sender.open(

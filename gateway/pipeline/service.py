@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,9 +46,12 @@ class Pipeline:
         model: ModelHolder | None = None,
         completion: bool = True,
         retention: bool = True,
+        live: Callable[[], Settings] | None = None,
     ) -> None:
+        """``live`` gives the settings in force now (the live configuration: routing, destinations)."""
         self.db = db
         self.settings = settings
+        self.live = live or (lambda: settings)
         self.clock = clock or SystemClock()
         self.outbox = Outbox(settings.storage.outbox_path, int(settings.storage.min_free_disk))
         self.model = model or ModelHolder(settings.model)
@@ -56,7 +60,7 @@ class Pipeline:
         self.jobs_waiting = threading.Event()
         self.deliveries_waiting = threading.Event()
         self.completer = (
-            Completer(db, settings, self.clock, on_job_queued=self.jobs_waiting.set) if completion else None
+            Completer(db, settings, self.clock, on_job_queued=self.jobs_waiting.set, live=live) if completion else None
         )
         self.retention = Retention(db, settings, self.clock) if retention else None
         self.workers = [
@@ -72,7 +76,7 @@ class Pipeline:
             for index in range(settings.worker.concurrency)
         ]
         self.deliverers = [
-            Deliverer(db, settings, self.outbox, self.sender, self.clock, name=worker_name(f"d{index}"))
+            Deliverer(db, settings, self.outbox, self.sender, self.clock, name=worker_name(f"d{index}"), live=live)
             for index in range(settings.delivery.concurrency)
         ]
         self._scheduler: BackgroundScheduler | None = None
@@ -81,7 +85,7 @@ class Pipeline:
     # -- running in the background -------------------------------------------------------------
     def start(self) -> None:
         self.outbox.prepare()
-        if not self.settings.destinations:
+        if not self.live().destinations:
             LOGGER.warning("no destinations are configured: analysed results stay in the outbox")
         scheduler = BackgroundScheduler(timezone=UTC)
         now = datetime.now(UTC)
