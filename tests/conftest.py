@@ -39,6 +39,8 @@ TOOL_PACKAGES: dict[str, str] = {
     "systemd-analyze": "systemd",
     # PostgreSQL client
     "psql": "postgresql-client",
+    # certificates for the TLS tests (audit syslog)
+    "openssl": "openssl",
     # the real-viewer test (OHIF itself comes from npm: scripts/install-viewer.sh)
     "chromium": "chromium",
     "node": "nodejs",
