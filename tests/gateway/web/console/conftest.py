@@ -16,7 +16,7 @@ from gateway.config import Settings, load_settings
 from gateway.db import create_database_engine, upgrade
 from gateway.web import ApiContext, create_app
 
-PASSWORD = "a long console password"
+PASSWORD = "a long console password"  # noqa: S105 - a test account's
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
