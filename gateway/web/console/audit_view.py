@@ -72,7 +72,7 @@ def parse_message(line: bytes) -> AuditRow:
         time=event.get("EventDateTime", ""),
         event=": ".join(name for name in names if name),
         outcome=OUTCOMES.get(event.get("EventOutcomeIndicator", ""), event.get("EventOutcomeIndicator", "")),
-        user=(who.get("UserName") or who.get("UserID", "")) if who is not None else "",
+        user=(who.get("UserName") or who.get("UserID") or "") if who is not None else "",
         address=addressed.get("NetworkAccessPointID", "") if addressed is not None else "",
         detail=(description.text or "") if description is not None else "",
     )

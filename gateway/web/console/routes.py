@@ -136,7 +136,14 @@ def studies_page(
     filters = {"state": state or None, "calling_ae": calling_ae or None, "modality": modality or None}
     filters["text"] = text or None
     try:
-        found = list_studies(context_of(request).engine, page=page, **filters)
+        found = list_studies(
+            context_of(request).engine,
+            state=filters["state"],
+            calling_ae=filters["calling_ae"],
+            modality=filters["modality"],
+            text=filters["text"],
+            page=page,
+        )
     except OperationError as exc:
         raise HTTPException(422, str(exc)) from None
     return render(
@@ -215,7 +222,8 @@ def jobs_page(
     request: Request, principal: Viewer, status: str | None = None, page: Annotated[int, Query(ge=1)] = 1
 ) -> HTMLResponse:
     from gateway.operations import OperationError
-    from gateway.operations.queries import JobStatus, list_jobs
+    from gateway.operations.queries import list_jobs
+    from gateway.pipeline.states import JobStatus
 
     try:
         found = list_jobs(context_of(request).engine, status=status or None, page=page)
@@ -254,7 +262,8 @@ def deliveries_page(
     page: Annotated[int, Query(ge=1)] = 1,
 ) -> HTMLResponse:
     from gateway.operations import OperationError
-    from gateway.operations.queries import DeliveryStatus, list_deliveries
+    from gateway.operations.queries import list_deliveries
+    from gateway.pipeline.states import DeliveryStatus
 
     try:
         found = list_deliveries(
