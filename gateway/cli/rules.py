@@ -11,7 +11,7 @@ from pydicom.errors import InvalidDicomError
 
 from gateway.cli import CommandError
 from gateway.cli._settings import add_config_argument, settings_from
-from gateway.pipeline.routing import FIELDS, InstanceFacts, explain_rules, rule_takes
+from gateway.pipeline.routing import FIELDS, InstanceFacts, explain_rules, facts_from_header, rule_takes
 
 
 def register(subparsers: Any) -> None:
@@ -37,22 +37,7 @@ def facts_from_file(path: Path, calling_ae: str | None, called_ae: str | None) -
         raise CommandError(f"{path}: no such file") from None
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise CommandError(f"{path}: not a readable DICOM file ({type(exc).__name__})") from None
-
-    def text(keyword: str) -> str | None:
-        value = dataset.get(keyword)
-        return str(value) if value is not None and str(value).strip() else None
-
-    return InstanceFacts(
-        sop_instance_uid=text("SOPInstanceUID") or "",
-        sop_class=text("SOPClassUID"),
-        modality=text("Modality"),
-        body_part=text("BodyPartExamined"),
-        view_position=text("ViewPosition"),
-        laterality=text("ImageLaterality") or text("Laterality"),
-        series_description=text("SeriesDescription"),
-        calling_ae=calling_ae,
-        called_ae=called_ae,
-    )
+    return facts_from_header(dataset, calling_ae, called_ae)
 
 
 def run_test(args: argparse.Namespace) -> int:

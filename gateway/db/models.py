@@ -198,7 +198,8 @@ class Job(Base):
     """One analysis of one study: claimed with a lease, analysed, encoded, written to the outbox.
 
     ``status``: queued -> running -> done | failed, or superseded (a newer job of the same
-    study was queued before this one ran).  ``idempotency_key`` is unique: the study, its
+    study was queued before this one ran), or cancelled (by an operator, while queued).
+    ``idempotency_key`` is unique: the study, its
     analysed instances' hashes and the model, so completing the same study twice queues one job.
     """
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.config.pipeline import Condition, Match, RoutingRule
 
@@ -48,6 +49,26 @@ class InstanceFacts:
             return None
         text = value.strip()
         return text or None
+
+
+def facts_from_header(header: Any, calling_ae: str | None, called_ae: str | None) -> InstanceFacts:
+    """What routing sees of a DICOM header (a pydicom data set, or anything with ``get(keyword)``)."""
+
+    def text(keyword: str) -> str | None:
+        value = header.get(keyword)
+        return str(value) if value is not None and str(value).strip() else None
+
+    return InstanceFacts(
+        sop_instance_uid=text("SOPInstanceUID") or "",
+        sop_class=text("SOPClassUID"),
+        modality=text("Modality"),
+        body_part=text("BodyPartExamined"),
+        view_position=text("ViewPosition"),
+        laterality=text("ImageLaterality") or text("Laterality"),
+        series_description=text("SeriesDescription"),
+        calling_ae=calling_ae,
+        called_ae=called_ae,
+    )
 
 
 def condition_holds(condition: Condition, value: str | None) -> bool:

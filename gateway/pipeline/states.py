@@ -7,6 +7,7 @@ Jobs::
       |                  |   \\-error, permanent or last attempt--> failed
       |                  \\--lease expired (worker killed)--> claimable again
       \\--a newer job of the study queued first--> superseded
+      \\--an operator cancels it (only while queued)--> cancelled   (never claimed again)
 
 Deliveries::
 
@@ -27,6 +28,7 @@ class JobStatus(enum.StrEnum):
     DONE = "done"
     FAILED = "failed"
     SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -42,7 +44,7 @@ class ItemStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-TERMINAL_JOB_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.SUPERSEDED})
+TERMINAL_JOB_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.SUPERSEDED, JobStatus.CANCELLED})
 TERMINAL_DELIVERY_STATUSES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.DEAD})
 
 

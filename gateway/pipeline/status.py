@@ -92,6 +92,11 @@ def study_state(pending: bool, routing: str | None, job_status: str | None, deli
     return f"{state} (files purged)" if purged else state
 
 
+def model_label(name: str | None, version: str | None, backend: str | None, reference: str) -> str:
+    """The model that ran a job ("gazex-demo 1.0 (torch)"), or the configured reference before it ran."""
+    return f"{name} {version} ({backend})" if name else reference
+
+
 def studies(db: Engine, limit: int = 50, study_instance_uid: str | None = None) -> list[StudyRow]:
     counts = (
         select(SERIES.c.study_pk, func.count(INSTANCES.c.id).label("n"))
@@ -171,7 +176,7 @@ def jobs(db: Engine, limit: int = 50, status: str | None = None, study_instance_
             attempts=int(row.attempts),
             rule=row.rule,
             outputs=row.outputs,
-            model=f"{row.model_name} {row.model_version} ({row.model_backend})" if row.model_name else row.model_ref,
+            model=model_label(row.model_name, row.model_version, row.model_backend, row.model_ref),
             created_at=row.created_at,
             finished_at=row.finished_at,
             processed_by=row.processed_by or row.lease_owner,

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.web import auth, console, probes
+from gateway.web import api_actions, api_status, auth, console, probes
 from gateway.web.auth import LoginThrottle
 from gateway.web.context import ApiContext
 
@@ -46,6 +46,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(probes.router)
     app.include_router(auth.router)
+    app.include_router(api_status.router)
+    app.include_router(api_actions.router)
     app.include_router(console.router)
     app.add_middleware(BodyLimit, limit=int(context.settings.http.max_upload_bytes))
     app.add_middleware(SecurityHeaders)

@@ -32,3 +32,9 @@ class ApiContext:
     @property
     def secure_cookies(self) -> bool:
         return self.settings.http.tls.enabled
+
+
+def current_settings(context: ApiContext) -> Settings:
+    """The settings the routes act on (destinations to echo, rules to test, ...): the one place
+    that turns to the live configuration once it exists."""
+    return context.settings
