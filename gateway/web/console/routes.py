@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.accounts import ROLES, AccountError, Principal
 from gateway.config.edits import EditError
 from gateway.config.live import ConfigRejected, LiveSettings
+from gateway.web.api_actions import _wake
 from gateway.web.auth import _audit_user_change, client_address, context_of, log_in, log_out, require
 from gateway.web.console.audit_view import audit_rows
 from gateway.web.console.pages import STATIC_DIR, ConsoleRoute, flash, redirect, render, safe_next
@@ -208,7 +209,11 @@ def study_reprocess(request: Request, study_uid: str, principal: Operator) -> Re
     try:
         context = context_of(request)
         result = actions.reprocess_study(
-            context.engine, live_settings(context).current(), study_uid, actor=principal.username
+            context.engine,
+            live_settings(context).current(),
+            study_uid,
+            actor=principal.username,
+            on_job_queued=lambda: _wake(context, "jobs_waiting"),
         )
         flash(request, "ok", f"study queued for reprocessing as job {result.job_id} ({result.reason})")
     except OperationError as exc:
@@ -290,6 +295,7 @@ def delivery_retry(request: Request, delivery_id: int, principal: Operator) -> R
 
     try:
         actions.retry_delivery(context_of(request).engine, delivery_id, actor=principal.username)
+        _wake(context_of(request), "deliveries_waiting")
         flash(request, "ok", f"delivery {delivery_id} will be sent again")
     except OperationError as exc:
         _operation_error(request, exc)
