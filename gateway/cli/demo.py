@@ -32,9 +32,9 @@ from gateway.cli.worker import quiet_libraries
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.db import DatabaseError
 from gateway.demo.archive import RecordingArchive
-from gateway.demo.overlay import draw_overlay
-from gateway.demo.results import Box, SRContent, read_sr, validate_outputs
+from gateway.demo.results import validate_outputs
 from gateway.pipeline import status
+from gateway.render import Box, SRContent, draw_overlay, read_sr
 from gateway.runtime import GatewayRuntime
 from gateway.spool import SpoolError
 from inference import builtin_checkpoints

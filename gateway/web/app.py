@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.web import api_actions, api_status, auth, metrics_route, probes
+from gateway.web import api_actions, api_status, auth, console, metrics_route, probes
 from gateway.web.auth import LoginThrottle
 from gateway.web.context import ApiContext
 
@@ -23,6 +23,8 @@ PUBLIC_PATHS = frozenset(
         f"{API_PREFIX}/openapi.json",
         f"{API_PREFIX}/docs",
         f"{API_PREFIX}/docs/oauth2-redirect",
+        "/login",  # the console's login page and form
+        "/static/console/{name}",  # the console's stylesheet and script
     }
 )
 
@@ -47,6 +49,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(metrics_route.router)
     app.include_router(api_status.router)
     app.include_router(api_actions.router)
+    app.include_router(console.router)
     app.add_middleware(BodyLimit, limit=int(context.settings.http.max_upload_bytes))
     app.add_middleware(SecurityHeaders)
     return app

@@ -1,7 +1,8 @@
-"""A PNG of the source image with the boxes and the trajectory the archive received (from the SR)."""
+"""The source image with the boxes and the trajectory an SR holds: a PNG for the demo, a thumbnail for the console."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
-from gateway.demo.results import Box, SRContent
+from gateway.render.sr import Box, SRContent
 
 FINDING = (255, 214, 0)
 CLUE = (0, 200, 255)
@@ -34,15 +35,15 @@ def display_image(dataset: Dataset) -> Image.Image:
     return Image.fromarray((scaled * 255).astype(np.uint8), mode="L").convert("RGB")
 
 
-def draw_overlay(
+def render_overlay(
     source: Dataset,
     content: SRContent,
-    path: Path,
     *,
     truth: Sequence[tuple[str, Box]] = (),
     max_side: int = 1024,
     title: str = "GazeX demo - AI generated, not for diagnosis",
-) -> Path:
+) -> Image.Image:
+    """The image, at most ``max_side`` pixels a side, with the SR's finding and clue boxes and its trajectory."""
     image = display_image(source)
     scale = min(1.0, max_side / max(image.size))
     if scale < 1.0:
@@ -68,8 +69,32 @@ def draw_overlay(
     for number, (x, y) in enumerate(points, start=1):
         draw.ellipse((x - 4, y - 4, x + 4, y + 4), outline=TRAJECTORY, width=2)
         draw.text((x + 5, y - 5), str(number), fill=TRAJECTORY)
-    draw.rectangle((0, 0, image.width, 14), fill=(0, 0, 0))
-    draw.text((4, 2), title, fill=(255, 255, 255))
+    if title:
+        draw.rectangle((0, 0, image.width, 14), fill=(0, 0, 0))
+        draw.text((4, 2), title, fill=(255, 255, 255))
+    return image
+
+
+def draw_overlay(
+    source: Dataset,
+    content: SRContent,
+    path: Path,
+    *,
+    truth: Sequence[tuple[str, Box]] = (),
+    max_side: int = 1024,
+    title: str = "GazeX demo - AI generated, not for diagnosis",
+) -> Path:
+    """:func:`render_overlay` saved as a PNG at ``path``."""
+    image = render_overlay(source, content, truth=truth, max_side=max_side, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
+
+
+def thumbnail_png(
+    source: Dataset, content: SRContent, *, max_side: int = 512, title: str = "AI generated, not for diagnosis"
+) -> bytes:
+    """:func:`render_overlay` as PNG bytes, small enough for a web page."""
+    buffer = io.BytesIO()
+    render_overlay(source, content, max_side=max_side, title=title).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
