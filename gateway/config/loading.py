@@ -296,13 +296,28 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _mapping_values(annotation: Any) -> Any:
+    """The value type of ``dict[str, X]`` (also inside ``Annotated``), else None."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _mapping_values(typing.get_args(annotation)[0])
+    return typing.get_args(annotation)[-1] if origin is dict else None
+
+
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] | None = Settings
+    mapping_key = False  # the next part is a key of a mapping of models (destinations.NAME)
     for part in parent:
-        if isinstance(part, int) or model is None:
+        if isinstance(part, int) or model is None or mapping_key:
+            mapping_key = False
             continue
         field = model.model_fields.get(str(part))
-        model = _unwrap_model(field.annotation) if field is not None else None
+        if field is None:
+            model = None
+            continue
+        values = _mapping_values(field.annotation)
+        mapping_key = values is not None
+        model = _unwrap_model(values if values is not None else field.annotation)
     return sorted(model.model_fields) if model is not None else []
 
 

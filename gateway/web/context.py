@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ from sqlalchemy import Engine
 
 from gateway.accounts import Accounts
 from gateway.config import Settings
+from gateway.config.live import LiveSettings
 from gateway.events import GatewayObserver
 
 if TYPE_CHECKING:
@@ -25,6 +27,8 @@ class ApiContext:
     observer: GatewayObserver = field(default_factory=GatewayObserver)
     runtime: GatewayRuntime | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _live: LiveSettings | None = field(default=None, init=False, repr=False)
+    _live_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(self.engine)
@@ -34,8 +38,20 @@ class ApiContext:
         return self.settings.http.tls.enabled
 
 
+def live_settings(context: ApiContext) -> LiveSettings:
+    """The running gateway's live settings; without a runtime (tests, tools), one over the context's
+    database, seeded from the context's settings at first use."""
+    runtime_live = context.runtime.live if context.runtime is not None else None
+    if runtime_live is not None:
+        return runtime_live
+    with context._live_lock:
+        if context._live is None:
+            live = LiveSettings(context.engine, context.settings, observers=context.observer)
+            live.seed()
+            context._live = live
+        return context._live
+
+
 def current_settings(context: ApiContext) -> Settings:
-    """The settings the routes act on (destinations to echo, rules to test, ...): the running
-    gateway's live configuration, else (no runtime, as in tests of the app alone) the file's."""
-    live = context.runtime.live if context.runtime is not None else None
-    return live.current() if live is not None else context.settings
+    """The settings the routes act on (destinations to echo, rules to test, ...): the live configuration."""
+    return live_settings(context).current()

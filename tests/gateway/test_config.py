@@ -226,3 +226,9 @@ def test_a_uid_root_is_checked_and_names_what_is_wrong() -> None:
         load_settings(overrides={"dicom": {"uid_root": "1.2.007"}}, environ={})
     with pytest.raises(ConfigError, match=r"dicom\.uid_root.*at most 39 leave room"):
         load_settings(overrides={"dicom": {"uid_root": "1.2." + "3" * 40}}, environ={})
+
+
+def test_an_unknown_key_of_a_destination_lists_a_destinations_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "destinations:\n  pacs: {ae_title: PACS, host: pacs, port: 104, colour: red}\n")
+    with pytest.raises(ConfigError, match=r"destinations\.pacs\.colour: unknown key .* allowed keys here: ae_title, "):
+        load_settings(path, environ={})

@@ -18,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.accounts import ROLES, AccountError, Principal
 from gateway.config.edits import EditError
-from gateway.config.live import ConfigRejected, LiveSettings
+from gateway.config.live import ConfigRejected
 from gateway.web.api_actions import _wake
 from gateway.web.auth import _audit_user_change, client_address, context_of, log_in, log_out, require
 from gateway.web.console.audit_view import audit_rows
 from gateway.web.console.pages import STATIC_DIR, ConsoleRoute, flash, redirect, render, safe_next
 from gateway.web.console.thumbnails import ThumbnailCache, overlay_sources
-from gateway.web.context import ApiContext
+from gateway.web.context import live_settings
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -35,19 +35,6 @@ Admin = Annotated[Principal, require("admin")]
 STATIC_FILES = frozenset({"console.css", "console.js"})
 AUDIT_DEFAULT_ROWS = 200
 AUDIT_MAX_ROWS = 5000
-
-
-def live_settings(context: ApiContext) -> LiveSettings:
-    """The running gateway's live settings; without a runtime (tests, tools), one over the context's database."""
-    runtime_live = getattr(context.runtime, "live", None) if context.runtime is not None else None
-    if isinstance(runtime_live, LiveSettings):
-        return runtime_live
-    found = getattr(context, "_console_live", None)
-    if not isinstance(found, LiveSettings):
-        found = LiveSettings(context.engine, context.settings, observers=context.observer)
-        found.seed()
-        context._console_live = found  # type: ignore[attr-defined]
-    return found
 
 
 def thumbnail_cache(request: Request) -> ThumbnailCache:
