@@ -4,7 +4,7 @@ The gateway uses only what is exported here::
 
     datasets = dicom_sr.encode(analysis, sources, analysis_id=job_id, content_datetime=when)
 
-See ``README.md`` ("Outputs") for what each object contains.
+See ``docs/outputs.md`` for what each object contains.
 """
 
 from dicom_sr.codes import PRIVATE_SCHEME, coding_scheme_identification, terminology

@@ -21,7 +21,7 @@ source pixel for pixel through the Derivation Image functional group.  OHIF v3 a
 Measures and Plane Orientation (Patient) functional groups, which the Segmentation IOD provides
 for SEGs with a frame of reference: :func:`add_plane_groups` writes them, shared, with the
 source's pixel spacing and the identity orientation an image without orientation has in OHIF
-(README, "The SEG", explains the choice; dciodvfy reports nothing about them).  Patient
+(docs/outputs.md, "The SEG", explains the choice; dciodvfy reports nothing about them).  Patient
 Orientation is copied from the source.  Every segment carries an Algorithm Identification
 Sequence, and finding segments carry the same tracking identifier and UID as their group in
 the SR.

@@ -252,8 +252,8 @@ def _read_gazex_json(directory: Path) -> Any:
         raise CheckpointError(
             f"{directory}: gazex.json is missing: this is a Hugging Face checkpoint without GazeX's settings "
             "(prompts, coordinate frame, generation budgets, image settings). For weights trained with the public "
-            f'GazeX recipe run: gazex model import {directory} --preset gazex-upstream (README, "Running the real '
-            'GazeX weights")'
+            f"GazeX recipe run: gazex model import {directory} --preset gazex-upstream "
+            '(docs/models.md, "Running the real GazeX weights")'
         )
     return _read_json(path, "gazex.json (prompts, coordinate frame, generation settings)")
 

@@ -43,7 +43,7 @@ class ReferenceSize:
 
 
 #: MIMIC-CXR's typical frontal image, 2544 columns x 3056 rows: GazeX's attention targets are
-#: pixels of such images divided by 4 (README, "Running the real GazeX weights").
+#: pixels of such images divided by 4 (docs/models.md, "Running the real GazeX weights").
 MIMIC_CXR_REFERENCE = ReferenceSize(width=2544, height=3056)
 
 

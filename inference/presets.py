@@ -2,7 +2,7 @@
 
 :func:`gazex_upstream` describes a checkpoint trained with the public GazeX recipe
 (``KennyLee123/GazeX``, fine-tuned with LLaMA-Factory v0.9.x on REFLACX/MIMIC-CXR-JPG images).
-Each value's source is given beside it and in the README ("Running the real GazeX weights").
+Each value's source is given beside it and in docs/models.md ("Running the real GazeX weights").
 Every value stays overridable by editing the written ``gazex.json``.
 """
 

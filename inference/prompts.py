@@ -49,7 +49,7 @@ def placeholder_problem(prompt: str) -> str | None:
     if text.endswith("...") or text.startswith("..."):
         return (
             'starts or ends with the placeholder "..." (an abbreviated example); give the complete prompt text '
-            "(GazeX's are in inference.prompts and the README)"
+            "(GazeX's are in inference.prompts and docs/models.md)"
         )
     return None
 

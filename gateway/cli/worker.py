@@ -2,7 +2,7 @@
 
 Extra workers, on this machine or others, claim jobs and deliveries from the same database
 as ``gazex serve``.  They read the spool and write the outbox at the configured paths, so
-those must be the same shared storage on every machine (see README, "Several workers").
+those must be the same shared storage on every machine (see docs/pipeline.md, "Several workers").
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ each response (binary tensors, HTTP or gRPC).  That keeps the server a stock ``o
 model any Triton instance can answer, at the price of moving the cache each step: about
 ``2 x layers x kv_heads x head_dim x bytes`` per token and prompt (28 KiB for Qwen2-VL-2B in
 fp16), so the transfer grows with the context.  It suits a gateway on the same fast network as
-the cluster; see the README for the sizing.
+the cluster; see docs/deployment.md for the sizing.
 
 ``model.triton_url`` is ``http://HOST:PORT`` (Triton's HTTP port, 8000 by default) or
 ``grpc://HOST:PORT`` (8001).  At start the backend checks that the server is live, that both

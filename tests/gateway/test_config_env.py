@@ -46,7 +46,7 @@ def test_a_missing_gazex_config_file_is_an_operator_error(
 ARCHIVE_JSON = '{"archive": {"ae_title": "ARCHIVE", "host": "127.0.0.1", "port": 104}}'
 
 
-def test_gazex_destinations_as_json_sets_the_destinations_the_readme_documents() -> None:
+def test_gazex_destinations_as_json_sets_the_destinations_the_docs_describe() -> None:
     from gateway.config import load_settings
 
     settings = load_settings(environ={"GAZEX_DESTINATIONS": ARCHIVE_JSON})

@@ -1,7 +1,7 @@
 """The pure parts of the TensorRT engine build: cache keys and invalidation, profiles, the missing-TensorRT message.
 
 The builder and runtime calls need TensorRT and an NVIDIA GPU, neither of which CI has; they
-are not executed here (see the README and the GPU check script).
+are not executed here (see docs/models.md and the GPU check script).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ where nothing listens, whose delivery goes dead.  An admin made with ``gazex use
 delivered study and sees its thumbnail (the image with our boxes, drawn from the delivered SR),
 adds a destination on the configuration page and presses its C-ECHO button, and retries the
 dead delivery once its peer has been started.  Screenshots go to ``var/console-screenshots/``;
-the study page's is copied to ``docs/images/console-study.png`` for the README.  Install:
+the study page's is copied to ``docs/images/console-study.png`` for docs/console.md.  Install:
 ``scripts/install-system-deps.sh`` (chromium, node, dcmtk) and ``scripts/install-viewer.sh``
 (puppeteer-core).
 """

@@ -19,7 +19,7 @@ What dcmtk's dcmpstat library (``dcmp2pgm``) does with our GSPS, checked with dc
 
 The PNG each geometry test writes under its tmp dir is dcmtk's bitmap with dcmtk's parsed
 graphics drawn on it by this test (Pillow), in the layers' recommended colours.  To regenerate
-the README's picture: ``python -m tests.integration.test_gsps_render docs/images/gsps-dcmtk.png``.
+the picture in docs/outputs.md: ``python -m tests.integration.test_gsps_render docs/images/gsps-dcmtk.png``.
 """
 
 from __future__ import annotations
@@ -506,7 +506,7 @@ def test_trajectory_lands_where_the_sr_puts_it(rendered: Rendered) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Write the README's picture: the chest CR with the FakeEngine's analysis, rendered by dcmtk."""
+    """Write the picture in docs/outputs.md: the chest CR with the FakeEngine's analysis, rendered by dcmtk."""
     import shutil
     import tempfile
 

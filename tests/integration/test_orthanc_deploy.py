@@ -101,7 +101,7 @@ def test_a_broken_routing_configuration_stops_orthanc(
 
 
 def test_shipped_configuration_is_strict_json_with_the_documented_placeholders() -> None:
-    """Strict JSON (no comments), so any tool can read it; every placeholder is one the README lists."""
+    """Strict JSON (no comments), so any tool can read it; every placeholder is one docs/pacs-routing.md lists."""
     text = (Path(__file__).resolve().parents[2] / "deploy" / "orthanc" / "orthanc.json").read_text(encoding="utf-8")
     json.loads(text)
     import re
@@ -119,7 +119,7 @@ def test_shipped_configuration_is_strict_json_with_the_documented_placeholders()
         "MODALITY_HOST",
         "MODALITY_PORT",
     }
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    page = (Path(__file__).resolve().parents[2] / "docs" / "pacs-routing.md").read_text(encoding="utf-8")
     for name in placeholders:
-        assert f"`{name}`" in readme, f"README does not document the Orthanc placeholder {name}"
+        assert f"`{name}`" in page, f"docs/pacs-routing.md does not document the Orthanc placeholder {name}"
     assert shipped_config()["GazexRouting"]["Destination"] in shipped_config()["DicomModalities"]

@@ -136,7 +136,7 @@ KINDS: dict[str, Callable[[], bytes]] = {
     "logout": _logout,
 }
 
-#: (EventID, EventTypeCode or None, EventActionCode) of each kind: the mapping the README documents.
+#: (EventID, EventTypeCode or None, EventActionCode) of each kind: the mapping docs/monitoring.md documents.
 EXPECTED = {
     "application start": ("110100", "110120", "E"),
     "application stop": ("110100", "110121", "E"),
