@@ -19,6 +19,7 @@ from gateway.config.loading import environment_values
 from gateway.db import describe
 from gateway.dicom.tls import TLSConfigError, server_context
 from gateway.pipeline.sender import SendError, tls_context
+from gateway.pipeline.stow import https_context
 
 
 def register(subparsers: Any) -> None:
@@ -77,6 +78,12 @@ def run_check(args: argparse.Namespace) -> int:
         except TLSConfigError as exc:
             raise CommandError(f"{args.file}: {exc}") from None
     for name, destination in settings.destinations.items():
+        if destination.type == "dicomweb":
+            try:
+                https_context(destination)
+            except SendError as exc:
+                raise CommandError(f"{args.file}: destinations.{name}.tls: {exc}") from None
+            continue
         try:
             tls_context(destination)
         except SendError as exc:
@@ -95,7 +102,9 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"  outbox {settings.storage.outbox_path}; model {settings.model.path} ({settings.model.backend})")
     rules = ", ".join(rule.name for rule in settings.routing.rules) or "none: nothing is analysed"
     destinations = ", ".join(
-        f"{name} ({d.ae_title}@{d.host}:{d.port}{' TLS' if d.tls.enabled else ''})"
+        f"{name} (STOW-RS {d.base_url})"
+        if d.type == "dicomweb"
+        else f"{name} ({d.ae_title}@{d.host}:{d.port}{' TLS' if d.tls.enabled else ''})"
         for name, d in settings.destinations.items()
     )
     print(f"  routing rules: {rules}; destinations: {destinations or 'none: results stay in the outbox'}")

@@ -92,7 +92,10 @@ def managed_document(settings: Settings) -> dict[str, Any]:
     return {
         "dicom": settings.dicom.model_dump(mode="json", include=set(MANAGED_DICOM_KEYS), exclude_none=True),
         "destinations": {
-            name: destination.model_dump(mode="json", exclude_none=True)
+            # a C-STORE destination's type (the default) is left out, as in the YAML and older revisions
+            name: destination.model_dump(
+                mode="json", exclude_none=True, exclude={"type"} if destination.type == "dicom" else None
+            )
             for name, destination in settings.destinations.items()
         },
         "routing": settings.routing.model_dump(mode="json", by_alias=True, exclude_none=True),

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import EnvSettingsSource, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
+from gateway.config.pipeline import DESTINATION_TYPES
 from gateway.config.settings import Settings
 
 ENV_PREFIX = "GAZEX_"
@@ -207,11 +208,12 @@ def format_errors(
     where = f" ({config_file})" if config_file is not None else ""
     lines = [f"invalid configuration{where}:"]
     for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
+        tagged = tuple(error["loc"])
+        loc = _untagged(tagged)
         key = _dotted(loc)
         origin = _origin(loc, layers, variables)
         if error["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(tagged[:-1])
             lines.append(
                 f"  - {key}: unknown key (set {origin} to {_short(error['input'])}); "
                 f"allowed keys here: {', '.join(allowed)}"
@@ -228,6 +230,14 @@ def format_errors(
         else:
             lines.append(f"  - {key or 'settings'} = {_short(value)} (set {origin}): {message}")
     return "\n".join(lines)
+
+
+def _untagged(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``destinations.NAME.dicomweb.base_url`` -> ``destinations.NAME.base_url``: pydantic names the
+    destination type it tried (the union's tag) in the location; the YAML has no such level."""
+    if len(loc) > 2 and loc[0] == "destinations" and loc[2] in DESTINATION_TYPES:
+        return loc[:2] + loc[3:]
+    return loc
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -308,8 +318,15 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
     model: type[BaseModel] | None = Settings
     mapping_key = False  # the next part is a key of a mapping of models (destinations.NAME)
     for part in parent:
-        if isinstance(part, int) or model is None or mapping_key:
+        if isinstance(part, int):
+            continue
+        if mapping_key:  # the name of an item of a mapping (destinations.NAME)
             mapping_key = False
+            continue
+        if parent[:1] == ("destinations",) and str(part) in DESTINATION_TYPES:  # the union's tag: that type's keys
+            model = DESTINATION_TYPES[str(part)]
+            continue
+        if model is None:
             continue
         field = model.model_fields.get(str(part))
         if field is None:

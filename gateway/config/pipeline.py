@@ -10,8 +10,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    FilePath,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from gateway.dicom.contexts import resolve_storage_sop_class
 from inference import AVAILABLE_BACKENDS
@@ -279,6 +290,7 @@ class DestinationTLS(Section):
 class Destination(Section):
     """An archive (C-STORE SCP) that receives the results."""
 
+    type: Literal["dicom"] = Field(default="dicom", description="dicom: C-STORE (the default); dicomweb: STOW-RS")
     ae_title: AETitle = Field(description="the destination's AE title (called AE)")
     host: str = Field(min_length=1, description="host name or IP address")
     port: int = Field(ge=1, le=65535, description="TCP port")
@@ -287,7 +299,125 @@ class Destination(Section):
     tls: DestinationTLS = Field(default_factory=DestinationTLS)
 
 
-def _destination_names(value: dict[str, Destination]) -> dict[str, Destination]:
+class DicomwebAuthentication(Section):
+    """How the gateway authenticates to a DICOMweb destination; secrets are read from files, never written inline."""
+
+    type: Literal["none", "basic", "bearer", "oauth2"] = Field(
+        default="none",
+        description="none; basic (username, password_file); bearer (token_file); "
+        "oauth2: client credentials (token_url, client_id, client_secret_file, scope)",
+    )
+    username: str | None = Field(default=None, min_length=1, description="basic: the user name")
+    password_file: FilePath | None = Field(default=None, description="basic: a file holding the password")
+    token_file: FilePath | None = Field(
+        default=None, description="bearer: a file holding the token (read at every attempt, so it may be rotated)"
+    )
+    token_url: str | None = Field(default=None, description="oauth2: the token endpoint (http:// or https://)")
+    client_id: str | None = Field(default=None, min_length=1, description="oauth2: our client id")
+    client_secret_file: FilePath | None = Field(default=None, description="oauth2: a file holding the client secret")
+    scope: str | None = Field(default=None, min_length=1, description="oauth2: the scope asked for; null: none")
+    client_authentication: Literal["basic", "post"] = Field(
+        default="basic",
+        description="oauth2: send the client id and secret as HTTP basic authentication (RFC 6749's default) "
+        "or in the form body (post)",
+    )
+
+    @model_validator(mode="after")
+    def _per_type(self) -> DicomwebAuthentication:
+        needs = {
+            "none": (),
+            "basic": ("username", "password_file"),
+            "bearer": ("token_file",),
+            "oauth2": ("token_url", "client_id", "client_secret_file"),
+        }[self.type]
+        allowed = set(needs) | ({"scope", "client_authentication"} if self.type == "oauth2" else set())
+        missing = [key for key in needs if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"authentication type {self.type} needs {', '.join(missing)}")
+        keys = ("username", "password_file", "token_file", "token_url", "client_id", "client_secret_file", "scope")
+        extra = [key for key in keys if key not in allowed and getattr(self, key) is not None]
+        if extra:
+            raise ValueError(f"authentication type {self.type} does not use {', '.join(extra)}")
+        if self.token_url is not None:
+            _http_url(self.token_url)
+        return self
+
+
+class DicomwebTLS(Section):
+    """HTTPS towards a DICOMweb destination (used when base_url starts with https://)."""
+
+    verify: bool = Field(default=True, description="check the server's certificate chain and host name")
+    ca_certificates: FilePath | None = Field(
+        default=None, description="PEM file of CAs that sign the server's certificate; null: the system's"
+    )
+    certificate: FilePath | None = Field(default=None, description="PEM file: our client certificate (mutual TLS)")
+    private_key: FilePath | None = Field(default=None, description="PEM file: the client certificate's key")
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> DicomwebTLS:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("tls.certificate and tls.private_key go together: give both or neither")
+        return self
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: give the URL without a query or fragment")
+    return value.rstrip("/")
+
+
+class DicomwebDestination(Section):
+    """A DICOMweb service (STOW-RS) that receives the results."""
+
+    type: Literal["dicomweb"] = Field(description="dicomweb: send with STOW-RS")
+    base_url: Annotated[str, AfterValidator(_http_url)] = Field(
+        description="the DICOMweb service root; instances are POSTed to BASE_URL/studies "
+        "(e.g. http://orthanc:8042/dicom-web)"
+    )
+    authentication: DicomwebAuthentication = Field(default_factory=DicomwebAuthentication)
+    tls: DicomwebTLS = Field(default_factory=DicomwebTLS)
+    timeout_seconds: float = Field(default=30.0, gt=0, description="connect, send and response timeout")
+    max_instances_per_request: int = Field(
+        default=10, ge=1, le=1000, description="outputs sent in one STOW-RS request (one multipart part each)"
+    )
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.base_url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _destination_type(value: Any) -> str:
+    kind = value.get("type", "dicom") if isinstance(value, dict) else getattr(value, "type", "dicom")
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+#: A destination of either type; ``type`` defaults to ``dicom``, so older configurations keep working.
+AnyDestination = Annotated[
+    Annotated[Destination, Tag("dicom")] | Annotated[DicomwebDestination, Tag("dicomweb")],
+    Discriminator(
+        _destination_type,
+        custom_error_type="destination_type",
+        custom_error_message="type must be dicom (C-STORE, the default) or dicomweb (STOW-RS)",
+    ),
+]
+
+
+#: The destination models by ``type``.
+DESTINATION_TYPES: dict[str, type[Destination] | type[DicomwebDestination]] = {
+    "dicom": Destination,
+    "dicomweb": DicomwebDestination,
+}
+
+
+def _destination_names(value: dict[str, Any]) -> dict[str, Any]:
     for name in value:
         _name(name)
     return value

@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from gateway.config.loading import ENV_DELIMITER, ENV_PREFIX
-from gateway.config.pipeline import Condition, Destination, Match, RoutingRule
+from gateway.config.pipeline import Condition, Destination, DicomwebDestination, Match, RoutingRule
 from gateway.config.settings import AllowedCaller, Settings
 from gateway.docgen import markdown_table
 
@@ -31,6 +31,7 @@ from gateway.docgen import markdown_table
 ITEM_MODELS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("dicom.allowed_callers[]", AllowedCaller, "each item of the list `dicom.allowed_callers`"),
     ("destinations.<name>", Destination, "each destination, under its name (letters, digits, `_`, `.`, `-`)"),
+    ("destinations.<name>", DicomwebDestination, "each destination with `type: dicomweb`, under its name"),
     ("routing.rules[]", RoutingRule, "each rule of the ordered list `routing.rules`"),
     (
         "<match>",
@@ -217,7 +218,8 @@ def items_block() -> str:
     for key, model, how in ITEM_MODELS:
         long_defaults: list[tuple[str, Any]] = []
         rows = _rows(model, key + ".", environment=False, long_defaults=long_defaults)
-        parts.append(f"### `{key}`\n\n{_first_paragraph(model)} Keys of {how}:\n\n")
+        heading = f"`{key}` with `type: dicomweb`" if model is DicomwebDestination else f"`{key}`"
+        parts.append(f"### {heading}\n\n{_first_paragraph(model)} Keys of {how}:\n\n")
         parts.append(markdown_table(["Key", "Type", "Default", "Description"], rows))
         if long_defaults:
             parts.append("\n" + _long_defaults(long_defaults))

@@ -20,9 +20,9 @@ from pydicom.uid import UID
 
 from gateway.config.operations import AuditSettings, HttpSettings
 from gateway.config.pipeline import (
+    AnyDestination,
     CompletionSettings,
     DeliverySettings,
-    Destination,
     ModelSettings,
     RetentionSettings,
     RoutingSettings,
@@ -303,7 +303,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
-    destinations: Annotated[dict[str, Destination], AfterValidator(_destination_names)] = Field(
+    destinations: Annotated[dict[str, AnyDestination], AfterValidator(_destination_names)] = Field(
         default_factory=dict, description="archives that receive results, by name"
     )
     completion: CompletionSettings = Field(default_factory=CompletionSettings)

@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import Engine, and_, update
 
 from gateway.config import Settings
+from gateway.config.pipeline import DicomwebDestination
 from gateway.dicom.echo import echo
 from gateway.operations import queries
 from gateway.operations.errors import OperationError
@@ -27,6 +28,7 @@ from gateway.pipeline.delivery import retry_deliveries
 from gateway.pipeline.routing import InstanceFacts, explain_rules, facts_from_header, route_study
 from gateway.pipeline.sender import SendError, tls_context
 from gateway.pipeline.states import DeliveryStatus, JobStatus
+from gateway.pipeline.stow import check_reachable
 from gateway.pipeline.tables import JOBS
 
 LOGGER = logging.getLogger(__name__)
@@ -52,14 +54,18 @@ class EchoOutcome:
     message: str
     milliseconds: float
     status: int | None = None
+    check: str = "C-ECHO"  # or "HTTP" for a DICOMweb destination (status: the HTTP status)
 
 
 def echo_destination(settings: Settings, name: str, *, actor: str = "-", timeout: float | None = None) -> EchoOutcome:
-    """C-ECHO a configured destination as deliveries reach it (its TLS, our calling AE title)."""
+    """C-ECHO a configured destination as deliveries reach it (its TLS, our calling AE title); a DICOMweb
+    destination gets an HTTP reachability check instead (QIDO-RS GET studies?limit=1, with its authentication)."""
     destination = settings.destinations.get(name)
     if destination is None:
         configured = ", ".join(sorted(settings.destinations)) or "none"
         raise OperationError(f"there is no destination {name!r} (configured: {configured})", "not_found")
+    if isinstance(destination, DicomwebDestination):
+        return _check_dicomweb(name, destination, actor, timeout)
     calling = destination.calling_ae_title or settings.dicom.ae_title
     wait = timeout if timeout is not None else min(destination.timeout_seconds, ECHO_TIMEOUT_SECONDS)
 
@@ -95,6 +101,26 @@ def echo_destination(settings: Settings, name: str, *, actor: str = "-", timeout
         "%s C-ECHOed destination %s (%s@%s:%d): %s", actor, name, destination.ae_title, destination.host,
         destination.port, result.message,
     )  # fmt: skip
+    return result
+
+
+def _check_dicomweb(name: str, destination: DicomwebDestination, actor: str, timeout: float | None) -> EchoOutcome:
+    wait = timeout if timeout is not None else min(destination.timeout_seconds, ECHO_TIMEOUT_SECONDS)
+    found = check_reachable(destination.model_copy(update={"timeout_seconds": wait}))
+    result = EchoOutcome(
+        destination=name,
+        ae_title="",
+        host=destination.host,
+        port=destination.port,
+        tls=destination.base_url.startswith("https://"),
+        calling_ae_title="",
+        ok=found.ok,
+        message=found.message,
+        milliseconds=round(found.seconds * 1000, 1),
+        status=found.status,
+        check="HTTP",
+    )
+    LOGGER.info("%s checked DICOMweb destination %s (%s): %s", actor, name, destination.base_url, result.message)
     return result
 
 

@@ -33,7 +33,7 @@ from gateway.pipeline.backoff import Backoff
 from gateway.pipeline.clock import Clock
 from gateway.pipeline.leases import Claim, Heartbeat, claim, held
 from gateway.pipeline.outbox import Outbox
-from gateway.pipeline.sender import Sender, SendError
+from gateway.pipeline.sender import BatchSession, Sender, SendError
 from gateway.pipeline.states import DeliveryStatus, ItemStatus
 from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, JOBS, OUTPUTS, PATIENTS, STUDIES
 from gateway.pipeline.worker import worker_name
@@ -76,6 +76,7 @@ class Deliverer:
         self.name = name or worker_name("delivery")
         self._backoff = Backoff.from_settings(settings.delivery)
         self._uniform = uniform
+        self._retry_after: float | None = None  # asked for by the destination in the current attempt
 
     def run_once(self) -> DeliveryResult | None:
         """Claim and attempt one due delivery; None when none is due."""
@@ -119,6 +120,7 @@ class Deliverer:
 
     # -- one attempt ------------------------------------------------------------------------
     def attempt(self, claimed: Claim) -> DeliveryResult:
+        self._retry_after = None
         with self._db.connect() as connection:
             delivery = connection.execute(select(DELIVERIES).where(DELIVERIES.c.id == claimed.id)).one()
             items = connection.execute(
@@ -206,7 +208,7 @@ class Deliverer:
         info = DeliveryInfo(
             delivery_id=int(delivery.id),
             destination=delivery.destination,
-            called_ae_title=destination.ae_title if destination is not None else "",
+            called_ae_title=getattr(destination, "ae_title", "") if destination is not None else "",
             host=destination.host if destination is not None else "",
             port=int(destination.port) if destination is not None else 0,
             study_instance_uid=study_uid,
@@ -226,12 +228,16 @@ class Deliverer:
         our_ae_title: str | None = None,
     ) -> str | None:
         """Send what is not acknowledged yet, committing each acknowledgement at once; the problems, in words."""
-        calling = destination.calling_ae_title or our_ae_title or self._live().dicom.ae_title
+        calling = getattr(destination, "calling_ae_title", None) or our_ae_title or self._live().dicom.ae_title
         problems: list[str] = []
+        self._retry_after = None
         try:
             with self._sender.open(
                 delivery.destination, destination, calling, [item.sop_class_uid for item in pending]
             ) as session:
+                if isinstance(session, BatchSession):
+                    self._send_batches(delivery, session, pending, sent, problems)
+                    return "; ".join(problems) or None
                 for item in pending:
                     if item.purged_at is not None:
                         problems.append(f"{item.sop_instance_uid}: its outbox file was removed by retention")
@@ -244,24 +250,69 @@ class Deliverer:
                         problems.append(f"{item.sop_instance_uid}: its outbox file {item.file_path} is missing")
                         self._record_item(item.id, None, "outbox file missing")
                         continue
-                    outcome = states.store_outcome(status)
-                    self._record_item(item.id, status, None if outcome is not states.StoreOutcome.FAILURE else "")
-                    if outcome is not states.StoreOutcome.FAILURE and sent is not None:
-                        sent.append((item.sop_instance_uid, item.sop_class_uid))
-                    if outcome is states.StoreOutcome.WARNING:
-                        LOGGER.warning(
-                            "%s stored %s with warning 0x%04X", delivery.destination, item.sop_instance_uid, status
-                        )
-                    elif outcome is states.StoreOutcome.FAILURE:
-                        problems.append(f"{item.sop_instance_uid} refused with status 0x{status:04X}")
+                    self._record_status(delivery, item, status, None, problems, sent)
         except SendError as exc:
             problems.append(str(exc))
+            self._retry_after = exc.retry_after
         return "; ".join(problems) or None
 
-    def _record_item(self, item_id: int, status: int | None, failure: str | None) -> None:
+    def _send_batches(
+        self,
+        delivery: Any,
+        session: BatchSession,
+        pending: list[Any],
+        sent: list[tuple[str, str]] | None,
+        problems: list[str],
+    ) -> None:
+        """Send in requests of ``session.batch_size`` outputs (STOW-RS), recording each output's own result."""
+        ready = []
+        for item in pending:
+            if item.purged_at is not None:
+                problems.append(f"{item.sop_instance_uid}: its outbox file was removed by retention")
+                self._record_item(item.id, None, "removed by retention")
+                continue
+            path = self._outbox.path(item.file_path)
+            if not path.is_file():
+                problems.append(f"{item.sop_instance_uid}: its outbox file {item.file_path} is missing")
+                self._record_item(item.id, None, "outbox file missing")
+                continue
+            ready.append((item, path))
+        size = max(1, session.batch_size)
+        for start in range(0, len(ready), size):
+            chunk = ready[start : start + size]
+            results = session.send_batch([(item.sop_instance_uid, path) for item, path in chunk])
+            for (item, _), result in zip(chunk, results, strict=True):
+                self._record_status(delivery, item, result.status, result.reason, problems, sent)
+
+    def _record_status(
+        self,
+        delivery: Any,
+        item: Any,
+        status: int | None,
+        reason: str | None,
+        problems: list[str],
+        sent: list[tuple[str, str]] | None,
+    ) -> None:
+        """Record what the destination answered for one output (a DICOM status, or None: it did not say)."""
+        if status is None:
+            problems.append(f"{item.sop_instance_uid}: {reason or 'no result'}")
+            self._record_item(item.id, None, reason or "no result", sent_once=True)
+            return
+        outcome = states.store_outcome(status)
+        failure = None if outcome is not states.StoreOutcome.FAILURE else (reason or "")
+        self._record_item(item.id, status, failure)
+        if outcome is not states.StoreOutcome.FAILURE and sent is not None:
+            sent.append((item.sop_instance_uid, item.sop_class_uid))
+        if outcome is states.StoreOutcome.WARNING:
+            LOGGER.warning("%s stored %s with warning 0x%04X", delivery.destination, item.sop_instance_uid, status)
+        elif outcome is states.StoreOutcome.FAILURE:
+            problems.append(f"{item.sop_instance_uid} refused with status 0x{status:04X}")
+
+    def _record_item(self, item_id: int, status: int | None, failure: str | None, *, sent_once: bool = False) -> None:
         """Commit one output's result now: an acknowledgement is durable before anything else is sent."""
         now = self._clock.now()
-        values: dict[str, Any] = {"status_code": status, "sends": DELIVERY_ITEMS.c.sends + int(status is not None)}
+        sends = int(status is not None or sent_once)
+        values: dict[str, Any] = {"status_code": status, "sends": DELIVERY_ITEMS.c.sends + sends}
         if status is not None and states.acknowledged(status):
             values.update(status=ItemStatus.ACKNOWLEDGED, acknowledged_at=now, last_error=None)
         else:
@@ -297,6 +348,8 @@ class Deliverer:
         now = self._clock.now()
         settings = self._settings.delivery
         delay = self._backoff.delay(claimed.attempts, self._uniform)
+        if self._retry_after is not None:  # the destination asked for a wait (HTTP Retry-After), within our limit
+            delay = max(delay, min(self._retry_after, settings.max_delay_seconds))
         verdict = states.after_delivery_attempt(acknowledged == total, claimed.attempts, settings.max_attempts, delay)
         status = DeliveryStatus.DEAD if dead else verdict.status
         values: dict[str, Any] = {

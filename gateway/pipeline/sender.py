@@ -15,10 +15,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import pydicom
 from pydicom.errors import InvalidDicomError
@@ -36,12 +36,40 @@ PROPOSED_TRANSFER_SYNTAXES: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitV
 
 
 class SendError(Exception):
-    """The destination could not be reached, refused us, or the association broke; says which."""
+    """The destination could not be reached, refused us, or the association broke; says which.
+
+    ``retry_after``: seconds the destination asked us to wait (HTTP Retry-After), if it did.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Session(Protocol):
     def send(self, path: Path) -> int:
         """C-STORE one file; the response status (raises SendError when no response came)."""
+        ...
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    """One instance's result in a response that covers several (STOW-RS): a DICOM status
+    (acknowledged when a success or warning, see :func:`gateway.pipeline.states.acknowledged`),
+    or None when the response did not say; ``reason`` says why in words when it was not stored."""
+
+    status: int | None
+    reason: str | None = None
+
+
+@runtime_checkable
+class BatchSession(Protocol):
+    """A session that sends several instances per request; the Deliverer uses it when a session has it."""
+
+    batch_size: int
+
+    def send_batch(self, instances: Sequence[tuple[str, Path]]) -> list[InstanceResult]:
+        """Send (SOP Instance UID, outbox file) pairs in one request; one result per pair, in order."""
         ...
 
 
@@ -172,6 +200,22 @@ class StoreSender:
             if assoc.is_established:
                 assoc.release()
             ae.shutdown()
+
+
+class TypedSender:
+    """Picks the sender by the destination's ``type`` (``dicom``: C-STORE, ``dicomweb``: STOW-RS)."""
+
+    def __init__(self, senders: Mapping[str, Sender]) -> None:
+        self.senders = dict(senders)
+
+    def open(
+        self, name: str, destination: Destination, calling_ae_title: str, sop_classes: Sequence[str]
+    ) -> contextlib.AbstractContextManager[Session]:
+        kind = getattr(destination, "type", "dicom")
+        sender = self.senders.get(kind)
+        if sender is None:
+            raise SendError(f"destination {name}: no sender for type {kind!r}")
+        return sender.open(name, destination, calling_ae_title, sop_classes)
 
 
 # -- the in-memory fake, for unit tests of the delivery decisions -------------------------

@@ -27,7 +27,8 @@ from gateway.pipeline.delivery import Deliverer
 from gateway.pipeline.model import RELOAD_SECONDS, ModelHolder, ModelUnavailable
 from gateway.pipeline.outbox import Outbox
 from gateway.pipeline.retention import Retention
-from gateway.pipeline.sender import Sender, StoreSender
+from gateway.pipeline.sender import Sender, StoreSender, TypedSender
+from gateway.pipeline.stow import StowSender
 from gateway.pipeline.worker import Worker, worker_name
 from gateway.safelog import log_unexpected
 
@@ -58,7 +59,7 @@ class Pipeline:
         self.clock = clock or SystemClock()
         self.outbox = Outbox(settings.storage.outbox_path, int(settings.storage.min_free_disk))
         self.model = model or ModelHolder(settings.model)
-        self.sender = sender or StoreSender()
+        self.sender = sender or TypedSender({"dicom": StoreSender(), "dicomweb": StowSender()})
         self._stop = threading.Event()
         self.jobs_waiting = threading.Event()
         self.deliveries_waiting = threading.Event()

@@ -35,7 +35,7 @@ def _wake(context: ApiContext, what: str) -> None:
 
 
 @router.post(
-    "/destinations/{name}/echo", tags=["destinations"], summary="C-ECHO a destination (its TLS, our calling AE)"
+    "/destinations/{name}/echo", tags=["destinations"], summary="C-ECHO a destination (a DICOMweb one: an HTTP check)"
 )
 def echo_destination(
     name: str, request: Request, principal: Annotated[Principal, require("operator")]

@@ -51,7 +51,8 @@ def test_gazex_destinations_as_json_sets_the_destinations_the_docs_describe() ->
 
     settings = load_settings(environ={"GAZEX_DESTINATIONS": ARCHIVE_JSON})
     assert list(settings.destinations) == ["archive"]
-    assert (settings.destinations["archive"].ae_title, settings.destinations["archive"].port) == ("ARCHIVE", 104)
+    archive = settings.destinations["archive"]
+    assert archive.type == "dicom" and (archive.ae_title, archive.port) == ("ARCHIVE", 104)
     # a whole section as JSON, with a key-by-key variable over it; an empty mapping means none
     both = load_settings(environ={"GAZEX_DESTINATIONS": ARCHIVE_JSON, "GAZEX_DESTINATIONS__ARCHIVE__PORT": "105"})
     assert both.destinations["archive"].port == 105

@@ -26,7 +26,9 @@ def destination(port: int, pki: Certificates, **tls: object) -> Destination:
         overrides={"destinations": {"tls": {"ae_title": "ARCHIVE", "host": "127.0.0.1", "port": port, "tls": values}}},
         environ={},
     )
-    return settings.destinations["tls"]
+    found = settings.destinations["tls"]
+    assert isinstance(found, Destination)
+    return found
 
 
 def test_outputs_go_over_mutual_tls_and_a_wrong_ca_is_refused_with_the_reason(

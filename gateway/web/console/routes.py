@@ -429,7 +429,9 @@ def config_echo(request: Request, name: str, principal: Operator) -> Response:
         _operation_error(request, exc)
     else:
         where = f"{result.ae_title}@{result.host}:{result.port}"
-        if result.ok:
+        if result.check == "HTTP":  # a DICOMweb destination: an HTTP reachability check, not a C-ECHO
+            flash(request, "ok" if result.ok else "error", f"{name}: {result.message} ({result.milliseconds:.0f} ms)")
+        elif result.ok:
             flash(request, "ok", f"C-ECHO {name} ({where}): success in {result.milliseconds:.0f} ms")
         else:
             flash(request, "error", f"C-ECHO {name} ({where}) failed: {result.message}")
