@@ -42,6 +42,8 @@ from gateway.web.context import current_settings
 
 LOGGER = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
+#: Body bytes gathered before they are parsed and written in a worker thread.
+FEED_BYTES = 1 << 20
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -91,9 +93,16 @@ async def _store(request: Request, principal: Principal, study_instance_uid: str
         peer_port=client.port if client is not None else None,
     )
     try:
+        pending: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            if chunk:
-                await run_in_threadpool(receiver.feed, chunk)
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= FEED_BYTES:  # one hop to a worker thread per MiB, not per socket read
+                await run_in_threadpool(receiver.feed, b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            await run_in_threadpool(receiver.feed, b"".join(pending))
         parts = receiver.finish()
         outcomes = await run_in_threadpool(_store_parts, node, parts, association, study_instance_uid, context.observer)
     except StowRequestError as exc:
