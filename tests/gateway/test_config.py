@@ -118,8 +118,8 @@ def test_an_unknown_key_names_itself_its_value_and_the_allowed_keys(tmp_path: Pa
 def test_an_unknown_section_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError,
-        match=r"routes: unknown key .* allowed keys here: audit, completion, database, delivery, destinations, dicom, dicomweb, "
-        r"http, model, retention, routing, storage, worker",
+        match=r"routes: unknown key .* allowed keys here: audit, completion, database, delivery, destinations, dicom, "
+        r"dicomweb, http, model, retention, routing, storage, worker",
     ):
         load_settings(write(tmp_path, "routes: {}\n"), environ={})
 
