@@ -14,11 +14,18 @@ as storescu saw it (request sent to response received), and the receiver's peak 
 * Orthanc: its default storage settings (``SyncStorageArea`` on, SQLite index) in a temporary
   directory, HTTP off.
 
+STOW-RS rows (``--protocols stow-rs``): dicomweb-client's ``store_instances`` posts the same
+instances, one per request (a new SOP Instance UID each), from as many client threads as there
+are "associations", to ``gazex serve``'s ``POST /dicomweb/studies`` (bearer token, the same
+durability promise) and to Orthanc's own STOW-RS (the Debian ``orthanc-dicomweb`` plugin, same
+storage settings).  Latency: request sent to Store Instances Response received.
+
 Usage::
 
     .venv/bin/python benchmarks/ingest.py                    # N=144: ~1 GB per receiver and run
     .venv/bin/python benchmarks/ingest.py --count 40 --peers storescp
     .venv/bin/python benchmarks/ingest.py --count 2 --peers storescp --associations 1   # smoke test
+    .venv/bin/python benchmarks/ingest.py --count 20 --protocols stow-rs --peers orthanc   # STOW-RS only
 
 Target (issue 3): at least 1.5x storescp's MB/s, and gazex's peak RSS under 400 MB while
 receiving 1 GB.
@@ -27,6 +34,7 @@ receiving 1 GB.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -38,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +67,13 @@ RSS_TARGET_MB = 400.0
 RATIO_TARGET = 1.5
 
 
+C_STORE = "C-STORE"
+STOW_RS = "STOW-RS"
+PROTOCOLS = {"c-store": C_STORE, "stow-rs": STOW_RS}
+DICOMWEB_PLUGIN_DIRS = (Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc"))
+BENCH_PASSWORD = "benchmark password, not a secret"  # noqa: S105 - a throw-away account of the run
+
+
 @dataclass
 class Measurement:
     receiver: str
@@ -69,6 +85,11 @@ class Measurement:
     latencies_ms: list[float] = field(default_factory=list)
     peak_rss_mb: float = float("nan")
     error: str = ""
+    protocol: str = C_STORE
+
+    @property
+    def is_gazex(self) -> bool:
+        return self.receiver.startswith("gazex serve")
 
     @property
     def mb_per_s(self) -> float:
@@ -133,13 +154,17 @@ class Receiver:
     process: subprocess.Popen[bytes]
     port: int
     workdir: Path
+    #: STOW-RS: the DICOMweb base URL and the request headers (authentication)
+    url: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
     def stored(self, sent: int) -> int:
         return sent
 
 
-def start_gazex(workdir: Path) -> Receiver:
+def start_gazex(workdir: Path, stow: bool = False) -> Receiver:
     port = free_port()
+    http_port = free_port()
     config = workdir / "gazex.yaml"
     config.write_text(
         json.dumps(
@@ -150,7 +175,8 @@ def start_gazex(workdir: Path) -> Receiver:
                 # measurement and no model is loaded into the process (see the module docstring)
                 "model": {"path": "fake"},
                 "completion": {"quiet_seconds": 3600, "max_wait_seconds": 3600},
-                "http": {"enabled": False},
+                "http": {"enabled": stow, "port": http_port},
+                "dicomweb": {"enabled": stow, "callers": {"bench": "BENCH"}},
             }
         ),
         encoding="utf-8",
@@ -164,7 +190,22 @@ def start_gazex(workdir: Path) -> Receiver:
         env={k: v for k, v in os.environ.items() if not (k.startswith("GAZEX_") and "__" in k)},
     )
     wait_for_port(port, process)
-    return Receiver("gazex serve", "GAZEX", process, port, workdir)
+    if not stow:
+        return Receiver("gazex serve", "GAZEX", process, port, workdir)
+    wait_for_port(http_port, process)
+    gazex = [sys.executable, "-m", "gateway.cli"]
+    subprocess.run(
+        [*gazex, "users", "add", "bench", "--role", "viewer", "--password-stdin", "--config", str(config)],
+        input=BENCH_PASSWORD + "\n", text=True, check=True, capture_output=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    token = subprocess.run(
+        [*gazex, "users", "token", "bench", "--name", "benchmark", "--config", str(config)],
+        text=True, check=True, capture_output=True, cwd=REPO_ROOT,
+    ).stdout.strip()  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}/dicomweb"
+    return Receiver(
+        "gazex serve STOW-RS", "GAZEX", process, http_port, workdir, url, {"Authorization": f"Bearer {token}"}
+    )
 
 
 def start_storescp(workdir: Path) -> Receiver:
@@ -179,32 +220,48 @@ def start_storescp(workdir: Path) -> Receiver:
     return Receiver("dcmtk storescp", "STORESCP", process, port, workdir)
 
 
-def start_orthanc(workdir: Path) -> Receiver:
+def dicomweb_plugin() -> Path:
+    """Orthanc's DICOMweb plugin (Debian ``orthanc-dicomweb``)."""
+    for folder in DICOMWEB_PLUGIN_DIRS:
+        found = sorted(folder.glob("libOrthancDicomWeb.so*")) if folder.is_dir() else []
+        if found:
+            return found[0]
+    raise SystemExit("Orthanc's DICOMweb plugin is not installed (apt-get install -y orthanc-dicomweb)")
+
+
+def start_orthanc(workdir: Path, stow: bool = False) -> Receiver:
     port = free_port()
+    http_port = free_port()
     config = workdir / "orthanc.json"
-    config.write_text(
-        json.dumps(
-            {
-                "Name": "gazex-benchmark",
-                "StorageDirectory": str(workdir / "orthanc-storage"),
-                "IndexDirectory": str(workdir / "orthanc-index"),
-                "DicomAet": "ORTHANC",
-                "DicomPort": port,
-                "HttpServerEnabled": False,
-                "HttpPort": free_port(),
-                "RemoteAccessAllowed": False,
-                "Plugins": [],
-            }
-        ),
-        encoding="utf-8",
-    )
+    settings: dict[str, object] = {
+        "Name": "gazex-benchmark",
+        "StorageDirectory": str(workdir / "orthanc-storage"),
+        "IndexDirectory": str(workdir / "orthanc-index"),
+        "DicomAet": "ORTHANC",
+        "DicomPort": port,
+        "HttpServerEnabled": stow,
+        "HttpPort": http_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "Plugins": [],
+    }
+    if stow:
+        settings["Plugins"] = [str(dicomweb_plugin())]
+        settings["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/", "EnableWado": False}
+    config.write_text(json.dumps(settings), encoding="utf-8")
     log = (workdir / "orthanc.log").open("wb")
     process = subprocess.Popen([find_tool("Orthanc"), str(config)], stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, process)
-    return Receiver("Orthanc", "ORTHANC", process, port, workdir)
+    if not stow:
+        return Receiver("Orthanc", "ORTHANC", process, port, workdir)
+    wait_for_port(http_port, process)
+    return Receiver(
+        "Orthanc STOW-RS", "ORTHANC", process, http_port, workdir, f"http://127.0.0.1:{http_port}/dicom-web"
+    )
 
 
 STARTERS = {"gazex": start_gazex, "storescp": start_storescp, "orthanc": start_orthanc}
+STOW_STARTERS = {"gazex": start_gazex, "orthanc": start_orthanc}
 
 
 def parse_storescu_log(text: str) -> tuple[int, list[float]]:
@@ -261,17 +318,72 @@ def send(receiver: Receiver, source: Path, count: int, associations: int, workdi
     return measurement
 
 
+def send_stow(receiver: Receiver, source: Path, count: int, associations: int) -> Measurement:
+    """STOW-RS with dicomweb-client: one instance per request, ``associations`` client threads."""
+    import pydicom
+    from dicomweb_client import DICOMwebClient
+    from pydicom.uid import generate_uid
+    from requests import RequestException
+
+    template = pydicom.dcmread(source)
+    shares = [count // associations + (1 if i < count % associations else 0) for i in range(associations)]
+
+    def post(share: int) -> tuple[int, list[float], list[str]]:
+        client = DICOMwebClient(receiver.url, headers=receiver.headers, timeout=120)
+        dataset = copy.deepcopy(template)  # its own File Meta Information too
+        stored, latencies, errors = 0, [], []
+        for _ in range(share):
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            sent = time.perf_counter()
+            try:
+                response = client.store_instances([dataset])
+            except RequestException as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:120])
+                continue
+            # Orthanc answers an empty Failed SOP Sequence when nothing failed
+            if not response.get("FailedSOPSequence") and len(response.get("ReferencedSOPSequence") or []) == 1:
+                stored += 1
+                latencies.append((time.perf_counter() - sent) * 1000)
+        return stored, latencies, errors
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=associations) as pool:
+        results = list(pool.map(post, shares))
+    seconds = time.perf_counter() - started
+    measurement = Measurement(
+        receiver=receiver.name,
+        associations=associations,
+        sent=count,
+        stored=sum(stored for stored, _, _ in results),
+        seconds=seconds,
+        bytes_per_instance=source.stat().st_size,
+        latencies_ms=[latency for _, latencies, _ in results for latency in latencies],
+        peak_rss_mb=peak_rss_mb(receiver.process.pid),
+        protocol=STOW_RS,
+    )
+    errors = [error for _, _, found in results for error in found]
+    if errors or measurement.stored != count:
+        measurement.error = "; ".join(errors[:1]) or f"{count - measurement.stored} not acknowledged"
+    return measurement
+
+
 def gazex_indexed(workdir: Path) -> int:
     database = workdir / "data" / "gazex.db"
     with sqlite3.connect(database) as connection:
         return int(connection.execute("SELECT count(*) FROM instances").fetchone()[0])
 
 
-def run_scenario(name: str, source: Path, count: int, associations: int, scratch: Path) -> Measurement:
+def run_scenario(
+    name: str, source: Path, count: int, associations: int, scratch: Path, protocol: str = C_STORE
+) -> Measurement:
     workdir = Path(tempfile.mkdtemp(prefix=f"{name}-{associations}-", dir=scratch))
-    receiver = STARTERS[name](workdir)
+    stow = protocol == STOW_RS
+    receiver = STOW_STARTERS[name](workdir, stow=True) if stow else STARTERS[name](workdir)
     try:
-        measurement = send(receiver, source, count, associations, workdir)
+        if stow:
+            measurement = send_stow(receiver, source, count, associations)
+        else:
+            measurement = send(receiver, source, count, associations, workdir)
         if name == "gazex" and not measurement.error:
             indexed = gazex_indexed(workdir)
             if indexed != measurement.stored:
@@ -283,18 +395,20 @@ def run_scenario(name: str, source: Path, count: int, associations: int, scratch
 
 
 def report(measurements: Sequence[Measurement], count: int, source: Path) -> str:
+    ours_by_key = {(m.protocol, m.associations): m for m in measurements if m.is_gazex}
     by_key = {(m.receiver, m.associations): m for m in measurements}
     headers = [
-        "receiver", "associations", "instances", "MB/s", "images/s", "p50 ms", "p99 ms", "peak RSS MB",
+        "receiver", "protocol", "associations", "instances", "MB/s", "images/s", "p50 ms", "p99 ms", "peak RSS MB",
         "gazex MB/s ÷ this",
     ]  # fmt: skip
     rows = []
     for m in measurements:
-        ours = by_key.get(("gazex serve", m.associations))
+        ours = ours_by_key.get((m.protocol, m.associations))
         ratio = ours.mb_per_s / m.mb_per_s if ours and m.mb_per_s else float("nan")
         rows.append(
             [
                 m.receiver + (f" ({m.error})" if m.error else ""),
+                m.protocol,
                 m.associations,
                 f"{m.stored}/{m.sent}",
                 m.mb_per_s,
@@ -302,13 +416,13 @@ def report(measurements: Sequence[Measurement], count: int, source: Path) -> str
                 percentile(m.latencies_ms, 50),
                 percentile(m.latencies_ms, 99),
                 m.peak_rss_mb,
-                "1.00x" if m.receiver == "gazex serve" else f"{ratio:.2f}x",
+                "1.00x" if m.is_gazex else f"{ratio:.2f}x",
             ]
         )
     size_mb = source.stat().st_size / 1e6
     lines = [
         f"Ingest: {count} x {source.name} ({size_mb:.1f} MB, new SOP Instance UID each) "
-        "sent by dcmtk storescu over loopback",
+        "sent over loopback by dcmtk storescu (C-STORE) and dicomweb-client (STOW-RS, one instance per request)",
         machine_line(),
         "",
         format_table(headers, rows),
@@ -322,6 +436,12 @@ def report(measurements: Sequence[Measurement], count: int, source: Path) -> str
             verdict = "met" if ratio >= RATIO_TARGET else "NOT met"
             lines.append(
                 f"{associations} association(s): gazex / storescp = {ratio:.2f}x (target >= {RATIO_TARGET}x: {verdict})"
+            )
+        stow_ours = by_key.get(("gazex serve STOW-RS", associations))
+        stow_peer = by_key.get(("Orthanc STOW-RS", associations))
+        if stow_ours and stow_peer and stow_peer.mb_per_s:
+            lines.append(
+                f"{associations} client(s), STOW-RS: gazex / Orthanc = {stow_ours.mb_per_s / stow_peer.mb_per_s:.2f}x"
             )
     gazex_runs = [m for m in measurements if m.receiver == "gazex serve"]
     if gazex_runs:
@@ -342,6 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--peers", default="storescp,orthanc", help="comma-separated peers beside gazex: storescp, orthanc"
     )
     parser.add_argument("--associations", default="1,4", help="comma-separated association counts (default 1,4)")
+    parser.add_argument(
+        "--protocols",
+        default="c-store,stow-rs",
+        help="comma-separated: c-store (beside the peers), stow-rs (beside Orthanc's DICOMweb plugin, when orthanc "
+        "is a peer)",
+    )
     parser.add_argument("--source", type=Path, help="the DICOM file to send (default: the 7.2 MB chest CR)")
     parser.add_argument("--scratch", type=Path, help="where receivers keep their data (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -356,20 +482,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [p for p in peers if p not in STARTERS or p == "gazex"]
     if unknown:
         raise SystemExit(f"unknown peer(s) {', '.join(unknown)}: choose from storescp, orthanc")
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    if not protocols or any(p not in PROTOCOLS for p in protocols):
+        raise SystemExit(f"--protocols takes {', '.join(PROTOCOLS)}")
     counts = [int(a) for a in args.associations.split(",")]
+    scenarios = []
+    for associations in counts:
+        if "c-store" in protocols:
+            scenarios += [(name, associations, C_STORE) for name in ["gazex", *peers]]
+        if "stow-rs" in protocols:
+            stow_peers = [name for name in peers if name in STOW_STARTERS]
+            scenarios += [(name, associations, STOW_RS) for name in ["gazex", *stow_peers]]
     scratch = Path(tempfile.mkdtemp(prefix="gazex-ingest-bench-", dir=args.scratch))
     measurements = []
     try:
-        for associations in counts:
-            for name in ["gazex", *peers]:
-                measurement = run_scenario(name, args.source, args.count, associations, scratch)
-                print(
-                    f"  {measurement.receiver:<15} x{associations}: {measurement.mb_per_s:7.1f} MB/s"
-                    f"{'  ' + measurement.error if measurement.error else ''}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                measurements.append(measurement)
+        for name, associations, protocol in scenarios:
+            measurement = run_scenario(name, args.source, args.count, associations, scratch, protocol)
+            print(
+                f"  {measurement.receiver:<21} x{associations}: {measurement.mb_per_s:7.1f} MB/s"
+                f"{'  ' + measurement.error if measurement.error else ''}",
+                file=sys.stderr,
+                flush=True,
+            )
+            measurements.append(measurement)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(report(measurements, args.count, args.source))

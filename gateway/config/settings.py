@@ -243,6 +243,31 @@ class DicomSettings(Section):
         return transfer_syntaxes(self.transfer_syntaxes)
 
 
+#: A user name of gateway.accounts (kept in step with its rule; accounts is not imported by the settings).
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def _stow_callers(callers: dict[str, str]) -> dict[str, str]:
+    for username in callers:
+        if not _USERNAME.match(username):
+            raise ValueError(f"{username!r} is not a user name (1-64 letters, digits or . _ @ -)")
+    return {username: _ae_title(ae_title) for username, ae_title in callers.items()}
+
+
+class DicomwebSettings(Section):
+    """The STOW-RS intake (POST /dicomweb/studies on the HTTP server): who may send, as which caller."""
+
+    enabled: bool = Field(default=False, description="accept instances by STOW-RS on the HTTP server")
+    callers: Annotated[dict[str, str], AfterValidator(_stow_callers)] = Field(
+        default_factory=dict,
+        description="user name -> the calling AE title its instances are recorded with (routing rules match it "
+        "as calling_ae); a user not listed gets 403",
+    )
+    called_ae_title: AETitle | None = Field(
+        default=None, description="the called AE title recorded for instances received so; null: dicom.ae_title"
+    )
+
+
 class StorageSettings(Section):
     """Where received instances and the embedded database live."""
 
@@ -312,6 +337,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
 
     @model_validator(mode="after")
     def _rules_name_known_destinations(self) -> Settings:

@@ -39,6 +39,9 @@ class StoreStatus(enum.IntEnum):
     CANNOT_UNDERSTAND = 0xC210  # the data set does not parse
     PROCESSING_FAILURE = 0xC211  # an unexpected failure inside the gateway
     MISSING_IDENTIFIERS = 0xC212  # no Study or Series Instance UID, so it cannot be filed
+    # STOW-RS only (C-STORE refuses these at presentation context negotiation): PS3.18 Table 10.5.3-4
+    SOP_CLASS_NOT_SUPPORTED = 0x0122
+    TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class StoreRequest:
     calling_ae_title: str
     called_ae_title: str
     peer_address: str | None
+    #: the study the instance must belong to (a STOW-RS request to /studies/{uid}); None: any
+    expected_study_instance_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,9 @@ class InstanceStore:
         except MissingIdentifiersError as exc:
             return StoreResult(StoreStatus.MISSING_IDENTIFIERS, reason=str(exc))
         mismatch = identity_mismatch(header, request)
+        expected_study = request.expected_study_instance_uid
+        if mismatch is None and expected_study is not None and header.study_instance_uid != expected_study:
+            mismatch = f"Study Instance UID {header.study_instance_uid} is not the target study {expected_study}"
         if mismatch is not None:
             return StoreResult(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, reason=mismatch)
         return header, incoming
