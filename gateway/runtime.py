@@ -139,14 +139,13 @@ class GatewayRuntime:
     def stop(self, grace: float | None = None) -> list[str]:
         """Stop receiving, then the pipeline; returns the names of the pipeline threads abandoned."""
         abandoned: list[str] = []
+        wait = self.settings.dicom.shutdown_grace_seconds if grace is None else grace
         if self.puller is not None:  # first: a retrieve in progress is aborted and its study handed back
-            abandoned += self.puller.stop(timeout=self.settings.dicom.shutdown_grace_seconds if grace is None else grace)
+            abandoned += self.puller.stop(timeout=wait)
         if self.node is not None:
             self.node.stop(grace)
         if self.pipeline is not None:
-            abandoned += self.pipeline.stop(
-                timeout=self.settings.dicom.shutdown_grace_seconds if grace is None else grace
-            )
+            abandoned += self.pipeline.stop(timeout=wait)
         if self._started:
             self._started = False
             self.observers.application_activity(False)
