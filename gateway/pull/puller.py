@@ -92,6 +92,8 @@ class Puller:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: after :meth:`run_burst`: seconds until the hourly window lets a waiting study start (None: none waits)
+        self.rate_wait: float | None = None
 
     def limits(self, source: str) -> RetrieveLimits | None:
         configured = self.settings.sources.get(source)
@@ -201,7 +203,7 @@ class Puller:
         owner = owner or worker_name(f"{self.name}burst")
         done = 0
         while not self._stop.is_set():
-            did, _wait = self.step(owner)
+            did, self.rate_wait = self.step(owner)
             if not did:
                 return done
             done += 1

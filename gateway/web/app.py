@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.web import api_actions, api_status, auth, console, metrics_route, probes
+from gateway.web import api_actions, api_pull, api_status, auth, console, metrics_route, probes
 from gateway.web.auth import LoginThrottle
 from gateway.web.context import ApiContext
 
@@ -49,6 +49,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(metrics_route.router)
     app.include_router(api_status.router)
     app.include_router(api_actions.router)
+    app.include_router(api_pull.router)
     app.include_router(console.router)
     app.add_middleware(BodyLimit, limit=int(context.settings.http.max_upload_bytes))
     app.add_middleware(SecurityHeaders)
