@@ -8,9 +8,9 @@ A source is a DICOM node (C-FIND, then C-MOVE to our AE or C-GET) or a DICOMweb 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, FilePath, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, FilePath, model_validator
 
 from gateway.config.pipeline import AETitle, DestinationTLS, Section, _name
 
@@ -88,7 +88,14 @@ class DicomwebSource(Section):
     )
 
 
-Source = Annotated[DicomSource | DicomwebSource, Field(discriminator="type")]
+def _default_type(value: Any) -> Any:
+    """A source without ``type`` is a DICOM one."""
+    if isinstance(value, dict) and "type" not in value:
+        return {**value, "type": "dicom"}
+    return value
+
+
+Source = Annotated[DicomSource | DicomwebSource, Field(discriminator="type"), BeforeValidator(_default_type)]
 
 
 def _source_names(value: dict[str, DicomSource | DicomwebSource]) -> dict[str, DicomSource | DicomwebSource]:
