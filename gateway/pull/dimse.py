@@ -93,7 +93,7 @@ DEFAULT_GET_SOP_CLASSES = (
 _MAX_CONTEXTS = 127  # one presentation context stays for the C-GET itself
 
 
-def failure_text(status: int, what: str, move_destination: str | None = None) -> str:
+def failure_text(status: int, what: str, move_destination: str | None = None, comment: str = "") -> str:
     """A failure status of a retrieve, in words (with what to do, where there is something)."""
     text = _RETRIEVE_FAILURES.get(status)
     if status == 0xA801 and move_destination is not None:
@@ -103,6 +103,13 @@ def failure_text(status: int, what: str, move_destination: str | None = None) ->
         )
     if text is None:
         text = "unable to process" if 0xC000 <= status <= 0xCFFF else "failed"
+    if comment:
+        text += f" ({comment})"
+    if move_destination is not None:
+        text += (
+            f"; does the archive know the move destination {move_destination!r} (our AE title, host and "
+            "dicom.port in its DICOM modalities)?"
+        )
     return f"{what} refused with 0x{status:04X}: {text}"
 
 
@@ -310,7 +317,8 @@ class DimseSource:
                         f"{self.where}: {what} finished with {failed} failed sub-operation(s) of "
                         f"{completed + warned + failed} (0x{code:04X}); the study is retrieved again{hint}"
                     )
-                raise SourceError(f"{self.where}: {failure_text(code, what, move_destination)}")
+                comment = str(status.get("ErrorComment", "") or "").strip()[:200]
+                raise SourceError(f"{self.where}: {failure_text(code, what, move_destination, comment)}")
         finally:
             done.set()
         if progress.stop.is_set():

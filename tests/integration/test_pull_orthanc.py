@@ -236,6 +236,7 @@ def test_c_get_and_dicomweb_pulls_store_through_the_gateways_store(
     settings = gateway_beside_orthanc(tmp_path / "gazex", gateway_port, orthanc_dicom, sources=sources)
     config = write_config(tmp_path / "gazex.yaml", settings)
     database = f"sqlite:///{tmp_path / 'gazex' / 'gazex.db'}"
+    assert run_gazex("db", "upgrade", "--config", str(config)).returncode == 0
 
     # C-GET of one study, by its UID: the instances come back on our association
     got = run_gazex("pull", "pacs", "--study-uid", archive.studies["chest_cr"], "--here", "--config", str(config))
@@ -284,13 +285,18 @@ def test_a_c_move_to_an_ae_orthanc_does_not_know_is_refused_retried_and_fails_wi
     )
     settings["dicom"]["ae_titles"] = [GATEWAY_AET, "GAZEXMOVE"]  # ours, but Orthanc knows only the first
     config = write_config(tmp_path / "gazex.yaml", settings)
+    assert run_gazex("db", "upgrade", "--config", str(config)).returncode == 0
     pulled = run_gazex("pull", "pacs", "--study-uid", archive.studies["chest_cr"], "--here", "--config", str(config))
     assert pulled.returncode == 1, pulled.stdout + pulled.stderr
     assert "failed: 1 found, 0 retrieved, 1 failed" in pulled.stdout
-    status = run_gazex("pull", "status", "1", "--config", str(config))
-    assert "0xA801" in status.stdout and "does not know the move destination 'GAZEXMOVE'" in status.stdout
-    [item] = index_rows(f"sqlite:///{tmp_path / 'gazex' / 'gazex.db'}", "SELECT state, attempts FROM pull_items")
-    assert tuple(item) == ("failed", 2)
+    [item] = index_rows(
+        f"sqlite:///{tmp_path / 'gazex' / 'gazex.db'}", "SELECT state, attempts, last_error FROM pull_items"
+    )
+    # Orthanc answers an unknown destination with 0xC000 (unable to process), not 0xA801
+    assert (item.state, item.attempts) == ("failed", 2)
+    assert "C-MOVE refused with 0xC000: unable to process" in item.last_error
+    assert "does the archive know the move destination 'GAZEXMOVE'" in item.last_error
+    assert "Unknown modality for AET: GAZEXMOVE" in orthanc.log()
     # Orthanc still holds the study; nothing was removed or changed there
     assert _result_modalities(orthanc, archive.studies["chest_cr"]) == {"CR"}
 
@@ -315,6 +321,7 @@ def test_a_pull_stopped_half_way_goes_on_when_serve_starts_again(
         return write_config(tmp_path / "gazex.yaml", settings)
 
     config = configure(1)
+    assert run_gazex("db", "upgrade", "--config", str(config)).returncode == 0
     queued = run_gazex(
         "pull", "pacs", "--modality", "CR", "--date-from", "20241201", "--date-to", WEEK[1], "--config", str(config)
     )  # fmt: skip
