@@ -73,9 +73,7 @@ def _pacs(
         "AllowGet": True,
         "AllowStore": True,
     }
-    config = config_for_test(
-        http_port, dicom_port, LuaScripts=[], DicomModalities={"gazex": modality}, **(extra or {})
-    )
+    config = config_for_test(http_port, dicom_port, LuaScripts=[], DicomModalities={"gazex": modality}, **(extra or {}))
     return start_orthanc(orthanc_binary, workdir, config, {"ORTHANC_AET": ORTHANC_AET})
 
 
@@ -192,7 +190,7 @@ def test_a_backfill_pulls_only_the_weeks_chest_studies_and_the_results_arrive_in
     # ... were analysed, and the SR, SEG and GSPS arrived back in the same studies in Orthanc
     for study_uid in archive.wanted:
         wait_until(
-            lambda uid=study_uid: RESULT_MODALITIES <= _result_modalities(orthanc, uid),
+            lambda uid=study_uid: _result_modalities(orthanc, uid) >= RESULT_MODALITIES,
             120,
             f"the results of {study_uid} in Orthanc",
         )

@@ -17,7 +17,7 @@ from gateway.pipeline.clock import FakeClock
 from gateway.pull import Puller, PullQuery
 from gateway.pull.listing import PullRefusedError, pull_summary, request_pull
 from gateway.pull.query import SeriesMatch, StudyMatch, series_fit, study_answer_fits
-from gateway.pull.source import RetrieveInterrupted, RetrieveProgress, Retrieved, SourceError
+from gateway.pull.source import Retrieved, RetrieveInterrupted, RetrieveProgress, SourceError
 
 
 @dataclass
