@@ -79,7 +79,7 @@ def _pacs(
 
 def _load(orthanc: OrthancProcess, chest: pydicom.Dataset) -> Archive:
     """Four one-image studies, uploaded over Orthanc's REST API."""
-    variants = {
+    variants: dict[str, dict[str, Any]] = {
         "chest_cr": {"Modality": "CR", "BodyPartExamined": "CHEST", "StudyDate": "20250103"},
         "chest_dx": {"Modality": "DX", "BodyPartExamined": "CHEST", "StudyDate": "20250105"},
         "hand_cr": {"Modality": "CR", "BodyPartExamined": "HAND", "StudyDate": "20250104"},
@@ -189,11 +189,11 @@ def test_a_backfill_pulls_only_the_weeks_chest_studies_and_the_results_arrive_in
     assert _received(database) == dict.fromkeys(archive.wanted, ORTHANC_AET)
     # ... were analysed, and the SR, SEG and GSPS arrived back in the same studies in Orthanc
     for study_uid in archive.wanted:
-        wait_until(
-            lambda uid=study_uid: _result_modalities(orthanc, uid) >= RESULT_MODALITIES,
-            120,
-            f"the results of {study_uid} in Orthanc",
-        )
+
+        def results(uid: str = study_uid) -> bool:
+            return _result_modalities(orthanc, uid) >= RESULT_MODALITIES
+
+        wait_until(results, 120, f"the results of {study_uid} in Orthanc")
     for name in ("hand_cr", "old_chest"):
         assert _result_modalities(orthanc, archive.studies[name]) == {"CR"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from gateway.pull.query import PullQuery, StudyMatch
 def test_the_sliding_hour_admits_up_to_the_limit_then_says_how_long_to_wait() -> None:
     clock = FakeClock()
     limits = RetrieveLimits(max_concurrent=5, source_concurrent=5, studies_per_hour=3)
-    started = []
+    started: list[datetime] = []
     for _ in range(3):
         assert admit(limits, clock.now(), running_total=0, running_source=0, started_in_window=started).allowed
         started.append(clock.now())
@@ -71,6 +71,7 @@ def test_the_hourly_budget_survives_a_restart(tmp_path: Path) -> None:
     claim, wait = restarted.claim_item("b", clock.now(), lambda _source: limits)
     assert claim is None
     assert wait == pytest.approx(3600 - 120)  # the first start, two minutes ago, leaves the hour then
+    assert wait is not None
     clock.advance(wait)
     claim, _ = restarted.claim_item("b", clock.now() + timedelta(seconds=1), lambda _source: limits)
     assert claim is not None
