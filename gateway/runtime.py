@@ -26,6 +26,7 @@ from gateway.pipeline.clock import Clock
 from gateway.pipeline.model import ModelHolder
 from gateway.pipeline.sender import Sender
 from gateway.pipeline.service import Pipeline
+from gateway.pull import Puller
 from gateway.spool import Spool
 
 LOGGER = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class GatewayRuntime:
         self.audit: AuditTrail | None = None
         #: the live configuration (AE titles, callers, destinations, routing), made by :meth:`open`
         self.live: LiveSettings | None = None
+        #: runs queued pulls (gazex pull, POST /api/v1/pulls) when sources are configured, made by :meth:`open`
+        self.puller: Puller | None = None
         self._with_pipeline = pipeline
         self._clock = clock
         self._sender = sender
@@ -108,6 +111,8 @@ class GatewayRuntime:
                 observer=self.observers,
                 live=live.current,
             )
+        if self._with_pipeline and settings.pull.enabled and settings.sources:
+            self.puller = Puller(engine, settings, store=store, clock=self._clock, observer=self.observers)
         pipeline = self.pipeline
         self.metrics = GatewayMetrics(
             engine=engine,
@@ -125,19 +130,22 @@ class GatewayRuntime:
         address = self.node.start()
         if self.pipeline is not None:
             self.pipeline.start()
+        if self.puller is not None:
+            self.puller.start()
         self._started = True
         self.observers.application_activity(True)
         return address
 
     def stop(self, grace: float | None = None) -> list[str]:
         """Stop receiving, then the pipeline; returns the names of the pipeline threads abandoned."""
+        abandoned: list[str] = []
+        wait = self.settings.dicom.shutdown_grace_seconds if grace is None else grace
+        if self.puller is not None:  # first: a retrieve in progress is aborted and its study handed back
+            abandoned += self.puller.stop(timeout=wait)
         if self.node is not None:
             self.node.stop(grace)
-        abandoned: list[str] = []
         if self.pipeline is not None:
-            abandoned = self.pipeline.stop(
-                timeout=self.settings.dicom.shutdown_grace_seconds if grace is None else grace
-            )
+            abandoned += self.pipeline.stop(timeout=wait)
         if self._started:
             self._started = False
             self.observers.application_activity(False)

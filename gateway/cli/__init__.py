@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jobs",
     "deliveries",
     "reprocess",
+    "pull",
     "rules",
     "echo",
     "health",

@@ -25,6 +25,7 @@ from pydantic_core import PydanticUndefined
 from gateway.config.loading import ENV_DELIMITER, ENV_PREFIX
 from gateway.config.pipeline import Condition, Destination, DicomwebDestination, Match, RoutingRule
 from gateway.config.settings import AllowedCaller, Settings
+from gateway.config.sources import DicomSource, DicomwebSource
 from gateway.docgen import markdown_table
 
 #: Item models of list- or mapping-valued keys: (the key as written in the tables, the model, how items are given).
@@ -32,6 +33,16 @@ ITEM_MODELS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("dicom.allowed_callers[]", AllowedCaller, "each item of the list `dicom.allowed_callers`"),
     ("destinations.<name>", Destination, "each destination, under its name (letters, digits, `_`, `.`, `-`)"),
     ("destinations.<name>", DicomwebDestination, "each destination with `type: dicomweb`, under its name"),
+    (
+        "sources.<dicom-name>",
+        DicomSource,
+        "each source with `type: dicom` (C-FIND, then C-MOVE or C-GET), under its name",
+    ),
+    (
+        "sources.<dicomweb-name>",
+        DicomwebSource,
+        "each source with `type: dicomweb` (QIDO-RS, then WADO-RS), under its name",
+    ),
     ("routing.rules[]", RoutingRule, "each rule of the ordered list `routing.rules`"),
     (
         "<match>",

@@ -29,6 +29,7 @@ from gateway.config.pipeline import (
     WorkerSettings,
     _destination_names,
 )
+from gateway.config.sources import PullSettings, SourceMap
 from gateway.dicom.contexts import (
     ALL_STORAGE,
     ALL_TRANSFER_SYNTAXES_KEYWORD,
@@ -338,6 +339,10 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     dicomweb: DicomwebSettings = Field(default_factory=DicomwebSettings)
+    sources: SourceMap = Field(
+        default_factory=dict, description="archives we query and retrieve studies from (gazex pull), by name"
+    )
+    pull: PullSettings = Field(default_factory=PullSettings)
 
     @model_validator(mode="after")
     def _rules_name_known_destinations(self) -> Settings:
@@ -350,6 +355,13 @@ class Settings(BaseSettings):
                         f"routing.rules[{index}] ({rule.name}) sends to {name!r}, which is not in destinations "
                         f"(configured: {known})"
                     )
+        for name, source in self.sources.items():
+            move_to = getattr(source, "move_destination_ae", None)
+            if move_to is not None and move_to not in self.dicom.ae_titles:
+                problems.append(
+                    f"sources.{name}.move_destination_ae {move_to!r} is not one of our dicom.ae_titles "
+                    f"({', '.join(self.dicom.ae_titles)}): C-MOVE results sent to it would be refused"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -380,3 +380,56 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Pull(Base):
+    """A request to pull studies from a source (``gazex pull``, ``POST /api/v1/pulls``).
+
+    ``query`` is JSON (``gateway.pull.query.PullQuery``).  A queued pull is first queried
+    (C-FIND or QIDO-RS), which records one :class:`PullItem` per study found; then each item is
+    retrieved.  ``state``: queued, running, done, failed or cancelled.
+    """
+
+    __tablename__ = "pulls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String)
+    query: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String, index=True)
+    created_by: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # of the query
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    found: Mapped[int | None] = mapped_column(Integer)  # null until the query answered
+    retrieved: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class PullItem(Base):
+    """One study of a pull: ``state`` pending, retrieving, done, failed or cancelled.
+
+    ``started_at`` is when its latest retrieve began: the sliding window of
+    ``max_studies_per_hour`` counts these, so a restart does not reset the limit.
+    """
+
+    __tablename__ = "pull_items"
+    __table_args__ = (UniqueConstraint("pull_pk", "study_instance_uid", name="uq_pull_items_pull_study"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pull_pk: Mapped[int] = mapped_column(ForeignKey("pulls.id"), index=True)
+    source: Mapped[str] = mapped_column(String, index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String)
+    state: Mapped[str] = mapped_column(String, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    instances: Mapped[int] = mapped_column(Integer, default=0)  # retrieved by the latest attempt
+    failed_instances: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

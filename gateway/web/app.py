@@ -9,7 +9,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.web import api_actions, api_config, api_status, auth, console, metrics_route, probes, stow_intake
+from gateway.web import (
+    api_actions,
+    api_config,
+    api_pull,
+    api_status,
+    auth,
+    console,
+    metrics_route,
+    probes,
+    stow_intake,
+)
 from gateway.web.auth import LoginThrottle
 from gateway.web.context import ApiContext
 
@@ -50,6 +60,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(api_status.router)
     app.include_router(api_actions.router)
     app.include_router(api_config.router)
+    app.include_router(api_pull.router)
     app.include_router(console.router)
     app.include_router(stow_intake.router)
     app.add_middleware(BodyLimit, limit=int(context.settings.http.max_upload_bytes))

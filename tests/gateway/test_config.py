@@ -117,7 +117,7 @@ def test_an_unknown_section_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError,
         match=r"routes: unknown key .* allowed keys here: audit, completion, database, delivery, destinations, dicom, "
-        r"dicomweb, http, model, retention, routing, storage, worker",
+        r"dicomweb, http, model, pull, retention, routing, sources, storage, worker",
     ):
         load_settings(write(tmp_path, "routes: {}\n"), environ={})
 
