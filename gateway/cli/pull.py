@@ -125,7 +125,9 @@ def _wait(engine: Engine, pull_id: int, *, interval: float = 1.0) -> int:
 def _run_here(engine: Engine, settings: Settings, pull_id: int) -> int:
     from gateway.db.index import InstanceIndex
     from gateway.dicom.store import InstanceStore
+    from gateway.events import Observers
     from gateway.pull.puller import Puller
+    from gateway.runtime import AuditUnavailableError, open_audit_trail
     from gateway.spool import Spool, SpoolError
 
     pull = pull_summary(engine, pull_id)
@@ -143,7 +145,13 @@ def _run_here(engine: Engine, settings: Settings, pull_id: int) -> int:
                 f"{exc}; while gazex serve runs, leave the pull to it (run without --here, with --wait)"
             ) from None
         store = InstanceStore(spool, InstanceIndex(engine))
-    puller = Puller(engine, settings, store=store, name="cli")
+    try:
+        audit = open_audit_trail(settings)  # what this process stores is audited as gazex serve's would be
+    except AuditUnavailableError as exc:
+        if spool is not None:
+            spool.close()
+        raise CommandError(str(exc)) from None
+    puller = Puller(engine, settings, store=store, name="cli", observer=Observers([audit]))
     shown = ""
     try:
         while True:
@@ -162,6 +170,7 @@ def _run_here(engine: Engine, settings: Settings, pull_id: int) -> int:
         print(f"interrupted: pull {pull_id} goes on when gazex serve runs (or: gazex pull again with --here)")
         return 130
     finally:
+        audit.close()
         if spool is not None:
             spool.close()
 

@@ -10,6 +10,7 @@ its backoff, and records each failure on the study.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -21,7 +22,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from gateway.config.sources import DicomwebSource, secret
 from gateway.dicom.store import InstanceStore, StoreRequest, StoreStatus
-from gateway.events import AssociationInfo, GatewayObserver
+from gateway.events import AssociationInfo, GatewayObserver, ReceivedInstance
 from gateway.pull.query import PullQuery, SeriesMatch, StudyMatch, needs_series_check, series_fit, study_answer_fits
 from gateway.pull.source import FoundStudies, Retrieved, RetrieveInterrupted, RetrieveProgress, SourceError
 
@@ -137,10 +138,32 @@ class DicomwebPullSource:
             study.study_instance_uid,
             media_types=(("application/dicom", "*"),),  # as the archive holds them
         )
-        stored = refused = 0
-        last_refusal = 0
         info = AssociationInfo(self.caller_name, "", self.source.base_url)
-        iterator = iter(instances)
+        received: list[ReceivedInstance] = []
+        try:
+            stored, refused, last_refusal = self._store_all(iter(instances), info, received, progress)
+        finally:
+            if received:  # the audit trail's "instances received", as at the end of an association
+                self.observer.association_ended(info, received)
+        if refused:
+            raise SourceError(
+                f"{self.where}: {refused} instance(s) could not be stored here (last status 0x{last_refusal:04X}); "
+                f"{stored} stored"
+            )
+        if stored == 0:
+            raise SourceError(f"{self.where}: WADO-RS returned no instance of the study")
+        return Retrieved(stored, f"{stored} instance(s)")
+
+    def _store_all(
+        self,
+        iterator: Iterator[Dataset],
+        info: AssociationInfo,
+        received: list[ReceivedInstance],
+        progress: RetrieveProgress,
+    ) -> tuple[int, int, int]:
+        """Each instance of the WADO-RS answer through the InstanceStore: (stored, refused, last refusal)."""
+        assert self.store is not None  # retrieve() checked
+        stored = refused = last_refusal = 0
         while True:
             if progress.stop.is_set():
                 raise RetrieveInterrupted("WADO-RS stopped: the gateway is shutting down")
@@ -160,6 +183,7 @@ class DicomwebPullSource:
             if result.status == StoreStatus.SUCCESS:
                 stored += 1
                 if result.instance is not None:
+                    received.append(result.instance)
                     self.observer.instance_stored(info, result.instance)
             else:
                 refused += 1
@@ -167,14 +191,7 @@ class DicomwebPullSource:
                 self.observer.instance_refused(info, int(result.status))
                 LOGGER.warning("refused an instance of a WADO-RS retrieve with 0x%04X: %s", last_refusal, result.reason)
             progress.beat()
-        if refused:
-            raise SourceError(
-                f"{self.where}: {refused} instance(s) could not be stored here (last status 0x{last_refusal:04X}); "
-                f"{stored} stored"
-            )
-        if stored == 0:
-            raise SourceError(f"{self.where}: WADO-RS returned no instance of the study")
-        return Retrieved(stored, f"{stored} instance(s)")
+        return stored, refused, last_refusal
 
 
 def study_filters(query: PullQuery) -> list[dict[str, str]]:

@@ -43,7 +43,7 @@ from gateway.dicom.contexts import STORAGE_SOP_CLASSES
 from gateway.dicom.echo import _association_failure, preflight
 from gateway.dicom.store import InstanceStore, StoreRequest, StoreStatus
 from gateway.dicom.tls import TLSConfigError, client_context
-from gateway.events import AssociationInfo, GatewayObserver
+from gateway.events import AssociationInfo, GatewayObserver, ReceivedInstance
 from gateway.pull.query import PullQuery, SeriesMatch, StudyMatch, needs_series_check, series_fit, study_answer_fits
 from gateway.pull.source import FoundStudies, Retrieved, RetrieveInterrupted, RetrieveProgress, SourceError
 from gateway.safelog import log_unexpected
@@ -270,9 +270,13 @@ class DimseSource:
             ae.add_requested_context(sop_class, list(GET_TRANSFER_SYNTAXES))
         roles = [build_role(sop_class, scp_role=True) for sop_class in classes]
         receiver = _GetReceiver(self, progress)
-        with self._association(ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, receiver.handle)]) as assoc:
-            responses = assoc.send_c_get(retrieve_identifier(study), StudyRootQueryRetrieveInformationModelGet)
-            result = self._final(assoc, responses, "C-GET", progress)
+        try:
+            with self._association(ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, receiver.handle)]) as assoc:
+                responses = assoc.send_c_get(retrieve_identifier(study), StudyRootQueryRetrieveInformationModelGet)
+                result = self._final(assoc, responses, "C-GET", progress)
+        finally:
+            if receiver.received:  # the audit trail's "instances received", as at the end of an association
+                self.observer.association_ended(receiver.info, receiver.received)
         if receiver.refused:
             raise SourceError(
                 f"{self.where}: {receiver.refused} instance(s) of the C-GET could not be stored here "
@@ -343,6 +347,8 @@ class _GetReceiver:
         self.stored = 0
         self.refused = 0
         self.last_refusal = 0
+        self.info = AssociationInfo(source.source.ae_title, source.calling_ae_title, source.source.host)
+        self.received: list[ReceivedInstance] = []
 
     def handle(self, event: Any) -> int:
         source = self.source
@@ -362,10 +368,11 @@ class _GetReceiver:
             self.refused += 1
             self.last_refusal = int(StoreStatus.PROCESSING_FAILURE)
             return self.last_refusal
-        info = AssociationInfo(source.source.ae_title, source.calling_ae_title, source.source.host)
+        info = self.info
         if result.status == StoreStatus.SUCCESS:
             self.stored += 1
             if result.instance is not None:
+                self.received.append(result.instance)
                 source.observer.instance_stored(info, result.instance)
         else:
             self.refused += 1

@@ -265,6 +265,12 @@ def test_c_get_and_dicomweb_pulls_store_through_the_gateways_store(
     stored = pydicom.dcmread(tmp_path / "gazex" / "spool" / path)
     original = pydicom.dcmread(orthanc.log_path.parent / "chest_dx.dcm")
     assert stored.SOPInstanceUID == original.SOPInstanceUID and stored.PixelData == original.PixelData
+    # the audit trail has an "instances received" message for each retrieve (C-GET, then WADO-RS),
+    # naming the source as the sender, as for instances received over an association
+    audit = (tmp_path / "gazex" / "audit" / "audit.log").read_text(encoding="utf-8").splitlines()
+    transfers = [line for line in audit if 'csd-code="110104"' in line]
+    assert any(ORTHANC_AET in line and archive.studies["chest_cr"] in line for line in transfers)
+    assert any("PACSWEB" in line and archive.studies["chest_dx"] in line for line in transfers)
 
 
 def test_a_c_move_to_an_ae_orthanc_does_not_know_is_refused_retried_and_fails_with_the_reason(
