@@ -24,6 +24,7 @@ from gateway.docgen import markdown_table
 from gateway.pipeline.outbox import OUTPUT_KIND_BY_SOP_CLASS
 from gateway.pipeline.sender import PROPOSED_TRANSFER_SYNTAXES
 from gateway.pipeline.states import StoreOutcome, store_outcome
+from gateway.pull.dimse import QUERY_RETRIEVE_SOP_CLASSES
 from inference import SUPPORTED_TRANSFER_SYNTAXES
 
 #: When the node answers each C-STORE status (PS3.4 Annex B.2.3); a status without a row here is a test failure.
@@ -112,7 +113,8 @@ def scp_transfer_syntaxes() -> str:
 
 
 def scu_sop_classes() -> str:
-    """What the gateway sends: the output objects (C-STORE) and, for ``gazex echo``, Verification."""
+    """What the gateway sends: the output objects (C-STORE), Verification for ``gazex echo``, and the
+    Query/Retrieve classes of ``gazex pull``."""
     by_kind = {kind: sop_class for sop_class, kind in OUTPUT_KIND_BY_SOP_CLASS.items()}
     numbers = dicom_sr.SeriesNumbers()
     rows = []
@@ -134,6 +136,8 @@ def scu_sop_classes() -> str:
             )
         )
     rows.append((_uid_name(Verification), f"`{Verification}`", "SCU", "(`gazex echo`)", "", "", ""))
+    for uid, use in QUERY_RETRIEVE_SOP_CLASSES:
+        rows.append((_uid_name(uid), f"`{uid}`", "SCU", f"(`gazex pull`: {use})", "", "", ""))
     return markdown_table(
         ["SOP Class", "UID", "Role", "Output (`outputs:`)", "Made by default", "Series Number", "Series Description"],
         rows,

@@ -93,6 +93,17 @@ DEFAULT_GET_SOP_CLASSES = (
 _MAX_CONTEXTS = 127  # one presentation context stays for the C-GET itself
 
 
+#: The Query/Retrieve SOP classes a pull uses as SCU, and what for (the Conformance Statement lists them).
+QUERY_RETRIEVE_SOP_CLASSES: tuple[tuple[str, str], ...] = (
+    (str(StudyRootQueryRetrieveInformationModelFind), "C-FIND: the studies (and series) a pull asks for"),
+    (str(StudyRootQueryRetrieveInformationModelMove), "C-MOVE to our AE title (`retrieve: move`)"),
+    (
+        str(StudyRootQueryRetrieveInformationModelGet),
+        "C-GET; its C-STORE sub-operations in the SCP role (`retrieve: get`)",
+    ),
+)
+
+
 def failure_text(status: int, what: str, move_destination: str | None = None, comment: str = "") -> str:
     """A failure status of a retrieve, in words (with what to do, where there is something)."""
     text = _RETRIEVE_FAILURES.get(status)
