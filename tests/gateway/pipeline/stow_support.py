@@ -9,6 +9,7 @@ import email.parser
 import email.policy
 import io
 import json
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -78,6 +79,7 @@ class StowServer:
     bearer: str | None = None  # when set, STOW requests must carry this bearer token (else 401)
     client: tuple[str, str] | None = None  # OAuth 2 client id and secret the token endpoint accepts
     expires_in: int = 3600
+    tls: ssl.SSLContext | None = None  # a server context: HTTPS
     requests: list[StowRequest] = field(default_factory=list)
     token_requests: list[dict[str, list[str]]] = field(default_factory=list)
     tokens_issued: int = 0
@@ -117,6 +119,8 @@ class StowServer:
                 self._answer(200, {"Content-Type": "application/dicom+json"}, b"[]")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -128,7 +132,8 @@ class StowServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/dicom-web"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}/dicom-web"
 
     @property
     def token_url(self) -> str:

@@ -185,3 +185,37 @@ def test_oauth2_client_credentials_token_is_fetched_once_cached_and_renewed_afte
             assert "wrong" not in (result.reason or "")
         finally:
             harness.close()
+
+
+def test_https_checks_the_servers_certificate_and_presents_ours(tmp_path: Path, template: Dataset) -> None:
+    import ssl
+
+    from tests.conftest import require_tool
+    from tests.ingest_support import make_pki
+
+    pki = make_pki(require_tool("openssl"), tmp_path / "pki")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    context.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: the destination wants our certificate
+    ours = {"certificate": str(pki.client_cert), "private_key": str(pki.client_key)}
+    cases = [
+        ("trusted, with our certificate", {"ca_certificates": str(pki.ca), **ours}, "delivered", ""),
+        ("the system's CAs do not sign it", ours, "pending", "TLS: self-signed certificate in certificate chain"),
+        ("no client certificate", {"ca_certificates": str(pki.ca)}, "pending", "TLS"),
+        ("a stranger's certificate", {"ca_certificates": str(pki.ca), "certificate": str(pki.stranger_cert),
+                                      "private_key": str(pki.stranger_key)}, "pending", "TLS"),
+    ]  # fmt: skip
+    with StowServer(tls=context) as server:
+        assert server.base_url.startswith("https://127.0.0.1:")
+        for index, (case, tls, status, reason) in enumerate(cases):
+            harness = web_harness(tmp_path / f"case{index}", server.base_url, tls=tls)
+            try:
+                uids = prepare(harness, template)
+                result = deliverer(harness).run_once()
+                assert result is not None and result.status == status, (case, result)
+                assert reason in (result.reason or ""), (case, result.reason)
+                if status == "delivered":
+                    assert sorted(server.requests[-1].sop_instance_uids) == sorted(uids)
+            finally:
+                harness.close()
+    assert len(server.requests) == 1  # only the trusted, mutually authenticated case got through
