@@ -17,6 +17,11 @@ class HttpTLSSettings(_Section):
 
     certificate: FilePath | None = Field(default=None, description="PEM file with our certificate (chain)")
     private_key: FilePath | None = Field(default=None, description="PEM file with the certificate's private key")
+    client_ca_certificates: FilePath | None = Field(
+        default=None,
+        description="PEM file of CAs that sign clients' certificates: the server then asks for one (optional); "
+        "a STOW-RS sender may authenticate with it (dicomweb.certificate_callers)",
+    )
 
     @property
     def enabled(self) -> bool:
@@ -26,6 +31,8 @@ class HttpTLSSettings(_Section):
     def _pair(self) -> HttpTLSSettings:
         if (self.certificate is None) != (self.private_key is None):
             raise ValueError("http.tls.certificate and http.tls.private_key must be set together (or neither)")
+        if self.client_ca_certificates is not None and self.certificate is None:
+            raise ValueError("http.tls.client_ca_certificates needs HTTPS: set http.tls.certificate and private_key")
         return self
 
 

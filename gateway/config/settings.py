@@ -255,6 +255,13 @@ def _stow_callers(callers: dict[str, str]) -> dict[str, str]:
     return {username: _ae_title(ae_title) for username, ae_title in callers.items()}
 
 
+def _certificate_callers(callers: dict[str, str]) -> dict[str, str]:
+    for name in callers:
+        if not name.strip() or len(name) > 64 or not name.isprintable():
+            raise ValueError(f"{name!r} is not a certificate common name (1-64 printable characters)")
+    return callers
+
+
 class DicomwebSettings(Section):
     """The STOW-RS intake (POST /dicomweb/studies on the HTTP server): who may send, as which caller."""
 
@@ -263,6 +270,11 @@ class DicomwebSettings(Section):
         default_factory=dict,
         description="user name -> the calling AE title its instances are recorded with (routing rules match it "
         "as calling_ae); a user not listed gets 403",
+    )
+    certificate_callers: Annotated[dict[str, AETitle], AfterValidator(_certificate_callers)] = Field(
+        default_factory=dict,
+        description="client certificate subject CN -> calling AE title: mutual TLS instead of a token "
+        "(needs http.tls.client_ca_certificates)",
     )
     called_ae_title: AETitle | None = Field(
         default=None, description="the called AE title recorded for instances received so; null: dicom.ae_title"
@@ -343,6 +355,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="archives we query and retrieve studies from (gazex pull), by name"
     )
     pull: PullSettings = Field(default_factory=PullSettings)
+
+    @model_validator(mode="after")
+    def _certificate_callers_need_client_certificates(self) -> Settings:
+        if self.dicomweb.certificate_callers and self.http.tls.client_ca_certificates is None:
+            raise ValueError(
+                "dicomweb.certificate_callers needs http.tls.client_ca_certificates (the CAs of the senders' "
+                "certificates), or the server never asks for a certificate"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rules_name_known_destinations(self) -> Settings:

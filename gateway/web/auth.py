@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.accounts import ROLES, AccountError, Principal, same_secret
 from gateway.events import ConfigurationChange
 from gateway.web.context import ApiContext
+from gateway.web.server import CLIENT_CERTIFICATE, certificate_common_name
 
 SESSION_COOKIE = "gazex_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -52,24 +53,49 @@ class RoleRequirement:
     settings say so; the route still declares its role for when they do not.
     """
 
-    def __init__(self, role: str, public_when: Callable[[ApiContext], bool] | None = None) -> None:
+    def __init__(
+        self, role: str, public_when: Callable[[ApiContext], bool] | None = None, *, certificate: bool = False
+    ) -> None:
         if role not in ROLES:
             raise ValueError(f'Argument "role" must be one of {ROLES}, not {role!r}')
         self.role = role
         self.public_when = public_when
+        self.certificate = certificate
 
     async def __call__(self, request: Request) -> Principal:
         if self.public_when is not None and self.public_when(context_of(request)):
             return ANONYMOUS
+        if self.certificate and _no_credentials(request):
+            found = certificate_principal(request)
+            if found is not None:
+                request.state.principal = found
+                return found
         principal = await authenticate(request)
         if not principal.has(self.role):
             raise HTTPException(403, f"this needs the {self.role} role; {principal.username} is {principal.role}")
         return principal
 
 
-def require(role: str, public_when: Callable[[ApiContext], bool] | None = None) -> Any:
-    """``Depends`` on a :class:`RoleRequirement`."""
-    return Depends(RoleRequirement(role, public_when))
+def require(role: str, public_when: Callable[[ApiContext], bool] | None = None, *, certificate: bool = False) -> Any:
+    """``Depends`` on a :class:`RoleRequirement`; ``certificate``: a mapped client certificate will do too."""
+    return Depends(RoleRequirement(role, public_when, certificate=certificate))
+
+
+def _no_credentials(request: Request) -> bool:
+    return request.headers.get("authorization") is None and not request.cookies.get(SESSION_COOKIE)
+
+
+def certificate_principal(request: Request) -> Principal | None:
+    """The principal of a verified client certificate whose CN ``dicomweb.certificate_callers`` lists;
+    None without a certificate; HTTPException 403 for a certificate not listed."""
+    certificate = getattr(request.state, CLIENT_CERTIFICATE, None)
+    if not certificate:
+        return None
+    name = certificate_common_name(certificate)
+    if name is None or name not in context_of(request).settings.dicomweb.certificate_callers:
+        context_of(request).observer.user_login(f"cert:{name or '?'}", client_address(request), False, "certificate")
+        raise HTTPException(403, f"the client certificate {name!r} is not in dicomweb.certificate_callers")
+    return Principal(0, f"cert:{name}", "viewer", "certificate")
 
 
 async def authenticate(request: Request) -> Principal:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.config.operations import HttpSettings
 
@@ -17,6 +20,31 @@ LOGGER = logging.getLogger(__name__)
 
 class HttpServerError(Exception):
     """The HTTP server cannot start: says why and what to do."""
+
+
+#: The key of the verified client certificate (``ssl.SSLSocket.getpeercert()``) in request.state.
+CLIENT_CERTIFICATE = "client_certificate"
+
+
+class ClientCertificateH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol that puts the connection's verified client certificate into the
+    state of each of its requests (uvicorn gives the application no other way to see it)."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        certificate = ssl_object.getpeercert() if ssl_object is not None else None
+        if certificate:
+            self.app_state = {**self.app_state, CLIENT_CERTIFICATE: certificate}
+
+
+def certificate_common_name(certificate: dict[str, Any]) -> str | None:
+    """The subject's commonName of a ``getpeercert()`` dictionary."""
+    for rdn in certificate.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
 class HttpServer:
@@ -48,8 +76,14 @@ class HttpServer:
             ) from None
         sock.listen(128)
         sock.set_inheritable(True)
+        client_ca = settings.tls.client_ca_certificates
         config = uvicorn.Config(
             self.app,
+            # with client CAs: ask for a certificate (optional; a presented one must verify) and hand the
+            # verified certificate to the app as request.state.client_certificate
+            http=ClientCertificateH11Protocol if client_ca is not None else "auto",
+            ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca is not None else ssl.CERT_NONE,
+            ssl_ca_certs=str(client_ca) if client_ca is not None else None,
             log_config=None,  # our logging; uvicorn's access log would print query strings
             access_log=False,
             server_header=False,

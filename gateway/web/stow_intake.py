@@ -2,7 +2,9 @@
 
 Who may send: a user (bearer token, or a console session with its CSRF token) listed in
 ``dicomweb.callers``, which maps the user name to the calling AE title its instances are recorded
-with, so routing rules match a STOW-RS sender as they match a C-STORE caller.  Any role will do:
+with, so routing rules match a STOW-RS sender as they match a C-STORE caller; or, with mutual TLS
+(``http.tls.client_ca_certificates``), a client certificate whose subject CN
+``dicomweb.certificate_callers`` maps to a calling AE title.  Any role will do:
 the listing is the grant, so a sending system needs no operator rights.  Unknown credentials: 401;
 a user not listed: 403; the body is not read then.
 
@@ -49,13 +51,15 @@ router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
 
 @router.post("/studies", summary="Store instances (STOW-RS)")
-async def store_instances(request: Request, principal: Annotated[Principal, require("viewer")]) -> Response:
+async def store_instances(
+    request: Request, principal: Annotated[Principal, require("viewer", certificate=True)]
+) -> Response:
     return await _store(request, principal, None)
 
 
 @router.post("/studies/{study_instance_uid}", summary="Store instances of one study (STOW-RS)")
 async def store_study_instances(
-    study_instance_uid: str, request: Request, principal: Annotated[Principal, require("viewer")]
+    study_instance_uid: str, request: Request, principal: Annotated[Principal, require("viewer", certificate=True)]
 ) -> Response:
     if not is_uid(study_instance_uid):
         raise HTTPException(400, f"{study_instance_uid!r} is not a Study Instance UID")
@@ -63,11 +67,15 @@ async def store_study_instances(
 
 
 def caller_ae_title(settings: Settings, username: str) -> str:
-    """The calling AE title of a STOW-RS user, or HTTPException 404 (intake off) / 403 (not a caller)."""
+    """The calling AE title of a STOW-RS user (``cert:CN`` for a client certificate), or HTTPException
+    404 (intake off) / 403 (not a caller)."""
     intake = settings.dicomweb
     if not intake.enabled:
         raise HTTPException(404, "the STOW-RS intake is off (dicomweb.enabled)")
-    caller = intake.callers.get(username)
+    if username.startswith("cert:"):
+        caller = intake.certificate_callers.get(username.removeprefix("cert:"))
+    else:
+        caller = intake.callers.get(username)
     if caller is None:
         raise HTTPException(403, f"user {username!r} may not store instances: add it to dicomweb.callers")
     return caller

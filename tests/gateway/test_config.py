@@ -227,3 +227,12 @@ def test_an_unknown_key_of_a_destination_lists_a_destinations_keys(tmp_path: Pat
     path = write(tmp_path, "destinations:\n  pacs: {ae_title: PACS, host: pacs, port: 104, colour: red}\n")
     with pytest.raises(ConfigError, match=r"destinations\.pacs\.colour: unknown key .* allowed keys here: ae_title, "):
         load_settings(path, environ={})
+
+
+def test_certificate_callers_need_the_client_cas_and_the_client_cas_need_https(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"dicomweb.certificate_callers needs http.tls.client_ca_certificates"):
+        load_settings(overrides={"dicomweb": {"certificate_callers": {"router.example": "ROUTER"}}}, environ={})
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="ascii")
+    with pytest.raises(ConfigError, match=r"client_ca_certificates needs HTTPS"):
+        load_settings(overrides={"http": {"tls": {"client_ca_certificates": str(ca)}}}, environ={})

@@ -5,6 +5,7 @@ and the audit trail count them; refusals leave the spool and index as they were.
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -133,3 +134,60 @@ def test_a_dicomweb_client_stores_a_study_that_is_routed_analysed_and_delivered(
     assert "STOWSCU" in audit and study in audit  # Instances Transferred from the STOW-RS caller
     log = serve.log()
     assert "STOW-RS from STOWSCU (user modality) at 127.0.0.1: 2 stored, 0 refused" in log
+
+
+def test_a_sender_authenticates_by_its_client_certificate_over_mutual_tls(
+    tmp_path: Path, free_port: Callable[[], int], chest_cr: Dataset
+) -> None:
+    from tests.conftest import require_tool
+    from tests.ingest_support import make_pki
+
+    pki = make_pki(require_tool("openssl"), tmp_path / "pki")
+    port, http_port, archive_port = free_port(), free_port(), free_port()
+    data = tmp_path / "data"
+    config = pipeline_config(
+        tmp_path / "gazex.yaml",
+        data,
+        port,
+        archive_port,
+        http={
+            "enabled": True,
+            "port": http_port,
+            "tls": {
+                "certificate": str(pki.server_cert),
+                "private_key": str(pki.server_key),
+                "client_ca_certificates": str(pki.ca),
+            },
+        },
+        dicomweb={"enabled": True, "certificate_callers": {"client.gazex.test": "CERTSCU"}},
+    )
+    serve = start_serve(config, port, tmp_path / "serve.log")
+    base = f"https://127.0.0.1:{http_port}"
+    study = generate_uid()
+    instance = small_cr(chest_cr, rows=64, columns=64, StudyInstanceUID=study)
+    try:
+        wait_for_port(http_port, serve.process)
+        session = requests.Session()
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE in the environment overrides verify
+        session.verify = str(pki.ca)
+        session.cert = (str(pki.client_cert), str(pki.client_key))  # mutual TLS: our certificate, no token
+        dicomweb_client.DICOMwebClient(f"{base}/dicomweb", session=session).store_instances([instance])
+        rows = query(f"sqlite:///{data / 'gazex.db'}", "SELECT sop_instance_uid, calling_ae_title FROM instances")
+        assert [(row.sop_instance_uid, row.calling_ae_title) for row in rows] == [(instance.SOPInstanceUID, "CERTSCU")]
+
+        # the certificate is good for the intake only: the API does not know it
+        def tls(cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+            context = ssl.create_default_context(cafile=str(pki.ca))
+            if cert is not None:
+                context.load_cert_chain(str(cert), str(key))
+            return context
+
+        api = httpx.get(f"{base}/api/v1/studies", verify=tls(pki.client_cert, pki.client_key))
+        assert api.status_code == 401
+        # no certificate and no token: 401; a certificate of another CA: the handshake fails
+        bare = httpx.post(f"{base}/dicomweb/studies", verify=tls(), content=b"")
+        assert bare.status_code == 401
+        with pytest.raises(httpx.TransportError):  # refused in the TLS handshake (with TLS 1.3, just after it)
+            httpx.post(f"{base}/dicomweb/studies", verify=tls(pki.stranger_cert, pki.stranger_key), content=b"")
+    finally:
+        assert serve.terminate() == 0
