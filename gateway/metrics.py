@@ -73,8 +73,12 @@ class GatewayMetrics(GatewayObserver):
         self.associations.labels("accepted", "none")
         for reason in REJECTION_REASONS:
             self.associations.labels("rejected", reason)
-        self.instances = Counter("gazex_instances_received", "instances stored by C-STORE", registry=registry)
-        self.bytes = Counter("gazex_received_bytes", "bytes of the instances stored by C-STORE", registry=registry)
+        self.instances = Counter(
+            "gazex_instances_received", "instances stored (C-STORE, STOW-RS, pulls)", registry=registry
+        )
+        self.bytes = Counter(
+            "gazex_received_bytes", "bytes of the instances stored (C-STORE, STOW-RS, pulls)", registry=registry
+        )
         self.store_failures = Counter(
             "gazex_store_failures", "C-STOREs answered with a failure status", ["status"], registry=registry
         )
