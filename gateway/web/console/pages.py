@@ -34,6 +34,7 @@ NAVIGATION = (
     ("studies", "Studies", "/studies", "viewer"),
     ("jobs", "Jobs", "/jobs", "viewer"),
     ("deliveries", "Deliveries", "/deliveries", "viewer"),
+    ("pulls", "Pulls", "/pulls", "viewer"),
     ("configuration", "Configuration", "/configuration", "viewer"),
     ("users", "Users", "/users", "admin"),
     ("audit", "Audit trail", "/audit", "admin"),

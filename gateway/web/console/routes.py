@@ -8,6 +8,7 @@ public (``gateway.web.app.PUBLIC_PATHS``).
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from typing import Annotated, Any
 
@@ -24,8 +25,9 @@ from gateway.web.auth import _audit_user_change, client_address, context_of, log
 from gateway.web.console.audit_view import audit_rows
 from gateway.web.console.pages import STATIC_DIR, ConsoleRoute, flash, redirect, render, safe_next
 from gateway.web.console.thumbnails import ThumbnailCache, overlay_sources
-from gateway.web.context import live_settings
+from gateway.web.context import current_settings, live_settings
 
+LOGGER = logging.getLogger(__name__)
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 Viewer = Annotated[Principal, require("viewer")]
@@ -290,6 +292,76 @@ def delivery_retry(request: Request, delivery_id: int, principal: Operator) -> R
 
 
 # -- configuration -------------------------------------------------------------------------------
+@router.get("/pulls")
+def pulls_page(request: Request, principal: Viewer) -> HTMLResponse:
+    from gateway.pull.listing import pull_summaries
+
+    context = context_of(request)
+    return render(
+        request,
+        "pulls.html",
+        principal,
+        title="Pulls",
+        section="pulls",
+        pulls=pull_summaries(context.engine, limit=100),
+        sources=sorted(current_settings(context).sources),
+    )
+
+
+@router.post("/pulls")
+def pull_request(
+    request: Request,
+    principal: Operator,
+    source: Annotated[str, Form(max_length=64)],
+    study_uid: Annotated[str, Form(max_length=64)] = "",
+    modalities: Annotated[str, Form(max_length=64)] = "",
+    body_part: Annotated[str, Form(max_length=16)] = "",
+    date_from: Annotated[str, Form(max_length=8)] = "",
+    date_to: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    from pydantic import ValidationError
+
+    from gateway.pipeline.clock import SystemClock
+    from gateway.pull.listing import PullRefusedError, request_pull
+    from gateway.pull.query import PullQuery
+    from gateway.web.api_pull import _wake as wake_puller
+
+    context = context_of(request)
+    fields = {"study_uid": study_uid, "modalities": modalities, "body_part": body_part}
+    fields |= {"date_from": date_from, "date_to": date_to}
+    try:
+        query = PullQuery.model_validate({key: value.strip() for key, value in fields.items() if value.strip()})
+        pull = request_pull(
+            context.engine, current_settings(context), source, query, actor=principal.username, now=SystemClock().now()
+        )
+    except ValidationError as exc:
+        flash(request, "error", "; ".join(str(error["msg"]) for error in exc.errors()))
+        return redirect("/pulls")
+    except PullRefusedError as exc:
+        flash(request, "error", str(exc))
+        return redirect("/pulls")
+    LOGGER.info("pull %d from %s (%s) requested by %s", pull.id, pull.source, pull.description, principal.username)
+    wake_puller(context)
+    flash(request, "ok", f"pull {pull.id} queued: {pull.description}")
+    return redirect("/pulls")
+
+
+@router.post("/pulls/{pull_id}/cancel")
+def pull_cancel(request: Request, pull_id: int, principal: Operator) -> Response:
+    from gateway.pipeline.clock import SystemClock
+    from gateway.pull.ledger import PullLedger
+    from gateway.pull.puller import pull_backoff
+
+    context = context_of(request)
+    settings = current_settings(context)
+    ledger = PullLedger(context.engine, pull_backoff(settings), settings.pull.lease_seconds)
+    if ledger.cancel(pull_id, SystemClock().now()) is None:
+        raise HTTPException(404, f"no pull {pull_id}")
+    LOGGER.info("pull %d cancelled by %s", pull_id, principal.username)
+    flash(request, "ok", f"pull {pull_id} cancelled")
+    return redirect("/pulls")
+
+
 @router.get("/configuration")
 def configuration_page(request: Request, principal: Viewer, study: str | None = None) -> HTMLResponse:
     return _configuration(request, principal, study)
