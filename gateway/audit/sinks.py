@@ -255,7 +255,7 @@ class SyslogSender:
                 left += 1
         if left:
             self._count_drop("the gateway stopped before the collector took them", left)
-        self._disconnect()
+        self._disconnect(graceful=True)
 
     @property
     def pending(self) -> int:
@@ -273,12 +273,23 @@ class SyslogSender:
             raise
         return raw
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, *, graceful: bool = False) -> None:
+        """Close the connection.  ``graceful``: end TLS with close_notify and read what the collector
+        sent (TLS 1.3 session tickets) until it closes: a socket closed with unread data sends a TCP
+        reset, and a reset makes the collector's kernel discard the messages it has not read yet."""
         sock, self._socket = self._socket, None
         self.connected.clear()
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+        if sock is None:
+            return
+        if graceful:
+            with contextlib.suppress(OSError, ValueError):
+                sock.settimeout(2.0)
+                plain = sock.unwrap() if isinstance(sock, ssl.SSLSocket) else sock
+                plain.shutdown(socket.SHUT_WR)
+                while plain.recv(4096):
+                    pass
+        with contextlib.suppress(OSError):
+            sock.close()
 
     def _run(self) -> None:
         delay = self._backoff_initial

@@ -166,7 +166,7 @@ def test_messages_reach_a_tls_collector_framed_with_rfc5424_headers(
     kinds = sorted(KINDS)
     for kind in kinds:
         sender.write(KINDS[kind](), m.MINOR_FAILURE if kind == "login failed" else m.SUCCESS)
-    sender.close()
+    sender.close(timeout=60)  # a safety limit for a loaded machine, not a speed check
     frames = collector.wait_for(len(kinds))
     assert len(frames) == len(kinds) == sender.sent
     assert sender.dropped == 0
@@ -192,7 +192,7 @@ def test_mutual_tls_presents_our_client_certificate(certificates: Certificates) 
         )
         sender = SyslogSender(target, hostname="gw", backoff_initial=0.05)
         sender.write(KINDS["logout"]())
-        sender.close()
+        sender.close(timeout=60)
         assert len(server.wait_for(1)) == 1
         peer = server.peer_certificates[0]
         assert peer is not None and peer["subject"] == ((("commonName", "client"),),)
@@ -224,7 +224,7 @@ def test_plain_tcp_when_tls_is_off() -> None:
     try:
         sender = SyslogSender(SyslogTarget(host="127.0.0.1", port=server.port, tls=False), hostname="gw")
         sender.write(KINDS["application start"]())
-        sender.close()
+        sender.close(timeout=60)
         (frame,) = server.wait_for(1)
         assert HEADER.match(frame)
     finally:
