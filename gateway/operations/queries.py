@@ -24,8 +24,8 @@ from sqlalchemy import ColumnElement, Engine, Select, and_, case, exists, func, 
 
 from gateway.config import Settings
 from gateway.operations.errors import OperationError
-from gateway.pipeline.states import DeliveryStatus, ItemStatus, JobStatus
-from gateway.pipeline.status import model_label, study_state
+from gateway.pipeline.states import DeliveryStatus, JobStatus
+from gateway.pipeline.status import delivery_select, model_label, study_state
 from gateway.pipeline.tables import (
     DELIVERIES,
     DELIVERY_ITEMS,
@@ -714,27 +714,6 @@ def job_detail(db: Engine, job_id: int) -> JobDetail:
 # -- deliveries -----------------------------------------------------------------------------
 
 
-def _delivery_select() -> Select[Any]:
-    acknowledged = func.sum(case((DELIVERY_ITEMS.c.status == ItemStatus.ACKNOWLEDGED, 1), else_=0))
-    items = (
-        select(
-            DELIVERY_ITEMS.c.delivery_pk,
-            acknowledged.label("acknowledged"),
-            func.count(DELIVERY_ITEMS.c.id).label("total"),
-        )
-        .group_by(DELIVERY_ITEMS.c.delivery_pk)
-        .subquery()
-    )
-    return select(
-        DELIVERIES,
-        JOBS.c.study_instance_uid,
-        func.coalesce(items.c.acknowledged, 0).label("acknowledged"),
-        func.coalesce(items.c.total, 0).label("total"),
-    ).select_from(
-        DELIVERIES.join(JOBS, JOBS.c.id == DELIVERIES.c.job_pk).outerjoin(items, items.c.delivery_pk == DELIVERIES.c.id)
-    )
-
-
 def _delivery_summary(row: Any) -> DeliverySummary:
     return DeliverySummary(
         id=int(row.id),
@@ -755,7 +734,7 @@ def _delivery_summary(row: Any) -> DeliverySummary:
 
 def _deliveries(db: Engine, condition: ColumnElement[bool]) -> list[DeliverySummary]:
     with db.connect() as connection:
-        rows = connection.execute(_delivery_select().where(condition).order_by(DELIVERIES.c.id.desc())).all()
+        rows = connection.execute(delivery_select().where(condition).order_by(DELIVERIES.c.id.desc())).all()
     return [_delivery_summary(row) for row in rows]
 
 
@@ -771,7 +750,7 @@ def list_deliveries(
 ) -> Page[DeliverySummary]:
     """Deliveries, newest first; ``status`` is one of :class:`DeliveryStatus` (``dead``: the dead letters)."""
     _choice("status", status, [s.value for s in DeliveryStatus])
-    query = _delivery_select().order_by(DELIVERIES.c.id.desc())
+    query = delivery_select().order_by(DELIVERIES.c.id.desc())
     if status is not None:
         query = query.where(DELIVERIES.c.status == status)
     if destination is not None:

@@ -26,7 +26,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from gateway.config.pipeline import Destination
+from gateway.config.pipeline import Destination, DestinationTLS
 from gateway.dicom.echo import TIMEOUT_MARGIN, _association_failure, preflight
 from gateway.dicom.tls import TLSConfigError, client_context
 
@@ -82,7 +82,12 @@ class Sender(Protocol):
 
 
 def tls_context(destination: Destination) -> ssl.SSLContext | None:
-    tls = destination.tls
+    return dicom_tls_context(destination.tls)
+
+
+def dicom_tls_context(tls: DestinationTLS) -> ssl.SSLContext | None:
+    """The client TLS context of a DICOM peer we call (a destination, a pull source); SendError when
+    its files cannot be used; None when TLS is off."""
     if not tls.enabled:
         return None
     try:

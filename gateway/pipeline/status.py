@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, Select, and_, case, func, select
 
 from gateway.pipeline.states import DeliveryStatus, ItemStatus, JobStatus
 from gateway.pipeline.tables import DELIVERIES, DELIVERY_ITEMS, INSTANCES, JOBS, SERIES, STATES, STUDIES
@@ -188,9 +189,9 @@ def jobs(db: Engine, limit: int = 50, status: str | None = None, study_instance_
     ]
 
 
-def deliveries(
-    db: Engine, limit: int = 50, status: str | None = None, job_id: int | None = None, delivery_id: int | None = None
-) -> list[DeliveryRow]:
+def delivery_select() -> Select[Any]:
+    """Deliveries with their study and how many of their items are acknowledged, of how many
+    (the CLI's and the HTTP API's listings)."""
     acknowledged = func.sum(case((DELIVERY_ITEMS.c.status == ItemStatus.ACKNOWLEDGED, 1), else_=0))
     items = (
         select(
@@ -201,21 +202,20 @@ def deliveries(
         .group_by(DELIVERY_ITEMS.c.delivery_pk)
         .subquery()
     )
-    query = (
-        select(
-            DELIVERIES,
-            JOBS.c.study_instance_uid,
-            func.coalesce(items.c.acknowledged, 0).label("acknowledged"),
-            func.coalesce(items.c.total, 0).label("total"),
-        )
-        .select_from(
-            DELIVERIES.join(JOBS, JOBS.c.id == DELIVERIES.c.job_pk).outerjoin(
-                items, items.c.delivery_pk == DELIVERIES.c.id
-            )
-        )
-        .order_by(DELIVERIES.c.id.desc())
-        .limit(limit)
+    return select(
+        DELIVERIES,
+        JOBS.c.study_instance_uid,
+        func.coalesce(items.c.acknowledged, 0).label("acknowledged"),
+        func.coalesce(items.c.total, 0).label("total"),
+    ).select_from(
+        DELIVERIES.join(JOBS, JOBS.c.id == DELIVERIES.c.job_pk).outerjoin(items, items.c.delivery_pk == DELIVERIES.c.id)
     )
+
+
+def deliveries(
+    db: Engine, limit: int = 50, status: str | None = None, job_id: int | None = None, delivery_id: int | None = None
+) -> list[DeliveryRow]:
+    query = delivery_select().order_by(DELIVERIES.c.id.desc()).limit(limit)
     if status is not None:
         query = query.where(DELIVERIES.c.status == status)
     if job_id is not None:

@@ -42,8 +42,8 @@ from gateway.config.sources import DicomSource
 from gateway.dicom.contexts import STORAGE_SOP_CLASSES
 from gateway.dicom.echo import _association_failure, preflight
 from gateway.dicom.store import InstanceStore, StoreRequest, StoreStatus
-from gateway.dicom.tls import TLSConfigError, client_context
 from gateway.events import AssociationInfo, GatewayObserver, ReceivedInstance
+from gateway.pipeline.sender import SendError, dicom_tls_context
 from gateway.pull.query import PullQuery, SeriesMatch, StudyMatch, needs_series_check, series_fit, study_answer_fits
 from gateway.pull.source import FoundStudies, Retrieved, RetrieveInterrupted, RetrieveProgress, SourceError
 from gateway.safelog import log_unexpected
@@ -147,18 +147,9 @@ class DimseSource:
 
     # -- associations ---------------------------------------------------------------------------
     def _tls(self) -> ssl.SSLContext | None:
-        tls = self.source.tls
-        if not tls.enabled:
-            return None
         try:
-            return client_context(
-                ca_certificates=tls.ca_certificates,
-                certificate=tls.certificate,
-                private_key=tls.private_key,
-                verify=tls.verify,
-                minimum_version=tls.minimum_version,
-            )
-        except TLSConfigError as exc:
+            return dicom_tls_context(self.source.tls)
+        except SendError as exc:
             raise SourceError(f"{self.where}: {exc}") from None
 
     @contextlib.contextmanager

@@ -71,6 +71,14 @@ def request_pull(
     return found
 
 
+def cancel_pull(engine: Engine, settings: Settings, pull_id: int, *, now: datetime) -> PullDetail | None:
+    """Cancel a pull (studies not retrieved yet are not retrieved); the pull after it, None when unknown."""
+    ledger = PullLedger(engine, pull_backoff(settings), settings.pull.lease_seconds)
+    if ledger.cancel(pull_id, now) is None:
+        return None
+    return pull_summary(engine, pull_id)
+
+
 def _summary(pull: Pull, items: list[PullItem]) -> PullSummary:
     query = PullQuery.model_validate_json(pull.query)
     pending = sum(1 for item in items if item.state in ("pending", "retrieving"))

@@ -16,9 +16,16 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.accounts import Principal
 from gateway.pipeline.clock import SystemClock
-from gateway.pull.ledger import PULL_STATES, PullLedger
-from gateway.pull.listing import PullDetail, PullRefusedError, PullSummary, pull_summaries, pull_summary, request_pull
-from gateway.pull.puller import pull_backoff
+from gateway.pull.ledger import PULL_STATES
+from gateway.pull.listing import (
+    PullDetail,
+    PullRefusedError,
+    PullSummary,
+    cancel_pull,
+    pull_summaries,
+    pull_summary,
+    request_pull,
+)
 from gateway.pull.query import PullQuery
 from gateway.web.auth import context_of, require
 from gateway.web.context import ApiContext, current_settings
@@ -92,13 +99,10 @@ async def get_pull(pull_id: int, request: Request, principal: Annotated[Principa
 
 
 @router.post("/pulls/{pull_id}/cancel", summary="Cancel a pull: studies not retrieved yet are not retrieved")
-def cancel_pull(pull_id: int, request: Request, principal: Annotated[Principal, require("operator")]) -> PullDetail:
+def cancel(pull_id: int, request: Request, principal: Annotated[Principal, require("operator")]) -> PullDetail:
     context = context_of(request)
-    settings = current_settings(context)
-    ledger = PullLedger(context.engine, pull_backoff(settings), settings.pull.lease_seconds)
-    if ledger.cancel(pull_id, SystemClock().now()) is None:
+    found = cancel_pull(context.engine, current_settings(context), pull_id, now=SystemClock().now())
+    if found is None:
         raise HTTPException(404, f"no pull {pull_id}")
     LOGGER.info("pull %d cancelled by %s", pull_id, principal.username)
-    found = pull_summary(context.engine, pull_id)
-    assert found is not None
     return found

@@ -349,13 +349,10 @@ def pull_request(
 @router.post("/pulls/{pull_id}/cancel")
 def pull_cancel(request: Request, pull_id: int, principal: Operator) -> Response:
     from gateway.pipeline.clock import SystemClock
-    from gateway.pull.ledger import PullLedger
-    from gateway.pull.puller import pull_backoff
+    from gateway.pull.listing import cancel_pull
 
     context = context_of(request)
-    settings = current_settings(context)
-    ledger = PullLedger(context.engine, pull_backoff(settings), settings.pull.lease_seconds)
-    if ledger.cancel(pull_id, SystemClock().now()) is None:
+    if cancel_pull(context.engine, current_settings(context), pull_id, now=SystemClock().now()) is None:
         raise HTTPException(404, f"no pull {pull_id}")
     LOGGER.info("pull %d cancelled by %s", pull_id, principal.username)
     flash(request, "ok", f"pull {pull_id} cancelled")
