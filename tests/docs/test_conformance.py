@@ -22,6 +22,7 @@ from gateway.dicom.store import StoreStatus
 from gateway.docgen import WRITE_COMMAND, MarkerError, main, render_page
 from gateway.pipeline.outbox import OUTPUT_KIND_BY_SOP_CLASS
 from gateway.pipeline.sender import PROPOSED_TRANSFER_SYNTAXES
+from tests.conftest import missing_prerequisite
 from tests.dicom_sr.helpers import WHEN, study_analysis
 from tests.gateway.test_config import leaf_keys
 
@@ -74,7 +75,7 @@ def outputs() -> list[Dataset]:
 
     found = get_testdata_file("RG1_UNCR.dcm")
     if found is None:
-        pytest.skip("the NEMA chest CR RG1_UNCR.dcm is not available; install it with: pip install pydicom-data")
+        missing_prerequisite("the NEMA chest CR RG1_UNCR.dcm is not available; install it: pip install pydicom-data")
     source = pydicom.dcmread(str(found))
     return dicom_sr.encode(
         study_analysis(source), [source], dicom_sr.OUTPUT_KINDS, analysis_id="docs-1", content_datetime=WHEN

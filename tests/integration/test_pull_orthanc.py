@@ -23,6 +23,7 @@ from pydicom.uid import generate_uid
 
 from gateway.accounts import Accounts
 from gateway.db import create_database_engine
+from tests.conftest import missing_prerequisite
 from tests.ingest_support import index_rows, run_gazex, small_cr, start_serve, wait_for_port, write_config
 from tests.orthanc_support import (
     GATEWAY_AET,
@@ -208,7 +209,8 @@ def test_c_get_and_dicomweb_pulls_store_through_the_gateways_store(
 ) -> None:
     plugin = dicomweb_plugin()
     if plugin is None:
-        pytest.skip("Orthanc's DICOMweb plugin is not installed: apt-get install -y orthanc-dicomweb")
+        missing_prerequisite("Orthanc's DICOMweb plugin is not installed: apt-get install -y orthanc-dicomweb")
+    assert plugin is not None
     gateway_port, orthanc_http, orthanc_dicom = free_port(), free_port(), free_port()
     orthanc = _pacs(
         orthanc_binary,
