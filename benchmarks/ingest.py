@@ -39,7 +39,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -55,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks._net import free_port, wait_for_port  # noqa: E402
 from benchmarks._table import format_table, machine_line, percentile  # noqa: E402
 
 LOG_CONFIG = """\
@@ -105,25 +105,6 @@ def find_tool(name: str) -> str:
     if found is None:
         raise SystemExit(f"{name} is not installed (apt-get install -y dcmtk orthanc)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the receiver exited with status {process.returncode} before listening")
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on port {port}")
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -55,17 +55,12 @@ import yaml  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid  # noqa: E402
 
+from benchmarks._net import free_port, wait_for_port  # noqa: E402
 from benchmarks._table import format_table, machine_line, percentile  # noqa: E402
 
 OVERHEAD_TARGET_S = 0.5
 SCALING_TARGET = 1.7
 ADMIN_URL = os.environ.get("GAZEX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def template_image(rows: int) -> Dataset:
@@ -105,14 +100,10 @@ def archive(port: int) -> Iterator[None]:
         cwd=REPO_ROOT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None:
-                raise SystemExit("the benchmark archive did not start")
-            time.sleep(0.05)
+        try:
+            wait_for_port(port, process, timeout=30)
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"the benchmark archive did not start: {exc}") from None
         yield
     finally:
         process.terminate()

@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks._net import free_port  # noqa: E402
 from benchmarks._table import format_table, machine_line, median  # noqa: E402
 
 ATTACKS = ("declared-16MiB", "declared-256KiB", "stalled", "garbage")
@@ -61,12 +62,6 @@ class Result:
     closed: int
     median_lifetime_s: float
     log_lines: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stats(pid: int) -> tuple[float, int]:

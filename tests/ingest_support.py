@@ -8,7 +8,6 @@ import copy
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pynetdicom import AE, _config
 from pynetdicom.sop_class import ComputedRadiographyImageStorage, Verification  # type: ignore[attr-defined]
 from sqlalchemy import create_engine, text
 
+from benchmarks._net import wait_for_port
 from gateway.config import Settings, load_settings
 from gateway.runtime import GatewayRuntime
 
@@ -259,23 +259,27 @@ def start_serve(
     serve = ServeProcess(process, port, log_path)
     try:
         wait_for_port(port, process)
+        wait_for_log(serve, SERVE_READY)
     except BaseException:
         serve.kill()
         raise
     return serve
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
+# logged by gazex serve once it has blocked SIGTERM/SIGINT and everything listens: a test may
+# signal it from then on (a SIGTERM sent while it still imports ends it with -15, not 0)
+SERVE_READY = "gazex serve ready on "
+
+
+def wait_for_log(serve: ServeProcess, text: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"gazex serve exited with status {process.returncode} before listening")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.5)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+        if text in serve.log():
+            return
+        if serve.process.poll() is not None:
+            raise RuntimeError(f"gazex serve exited with status {serve.process.returncode} before logging {text!r}")
+        time.sleep(0.05)
+    raise TimeoutError(f"gazex serve did not log {text!r} within {timeout} s")
 
 
 def new_uid() -> UID:

@@ -854,7 +854,7 @@ class GatewayAssociation(Association):
         deadline = self._request_deadline = min(deadlines, default=None)
         while True:
             self.wake_event.clear()
-            primitive = self.dul.receive_pdu(wait=False)
+            primitive: Any = self.dul.receive_pdu(wait=False)  # its annotation reads as None to some mypy versions
             if primitive is not None:
                 return primitive
             if not self.dul.is_alive():

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from pydicom.dataset import Dataset
 
+from benchmarks._net import wait_for_port
 from gateway.accounts import Accounts
 from gateway.db import create_database_engine
 from gateway.demo.archive import RecordingArchive
-from tests.ingest_support import small_cr, start_serve, wait_for_port, write_dataset
+from tests.ingest_support import small_cr, start_serve, write_dataset
 from tests.integration.pipeline_support import pipeline_config, wait_for
 
 pytestmark = pytest.mark.integration

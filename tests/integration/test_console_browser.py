@@ -27,17 +27,10 @@ import pytest
 import yaml
 from pydicom.dataset import Dataset
 
+from benchmarks._net import wait_for_port
 from gateway.demo.archive import RecordingArchive
 from tests.conftest import missing_prerequisite
-from tests.ingest_support import (
-    REPO_ROOT,
-    clean_environment,
-    small_cr,
-    start_serve,
-    wait_for_port,
-    write_config,
-    write_dataset,
-)
+from tests.ingest_support import REPO_ROOT, clean_environment, small_cr, start_serve, write_config, write_dataset
 from tests.integration.pipeline_support import pipeline_config, query, wait_for
 from tests.viewer_support import PUPPETEER, VIEWER_TOOLS
 

@@ -21,10 +21,11 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from benchmarks._net import wait_for_port
 from gateway.accounts import Accounts
 from gateway.db import create_database_engine
 from tests.conftest import missing_prerequisite
-from tests.ingest_support import index_rows, run_gazex, small_cr, start_serve, wait_for_port, write_config
+from tests.ingest_support import index_rows, run_gazex, small_cr, start_serve, write_config
 from tests.orthanc_support import (
     GATEWAY_AET,
     ORTHANC_AET,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from benchmarks._net import port_listens
 from tests.ingest_support import clean_environment, run_gazex, serve_config, start_serve, write_config
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,7 @@ def test_serve_refuses_the_demo_model_without_the_switch_and_runs_it_with_the_sw
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "model.path 'builtin:gazex-demo' is a demo model" in refused.stderr
     assert "GAZEX_MODEL__ALLOW_DEMO=true" in refused.stderr
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0  # it never listened
+    assert not port_listens(port)  # it never listened
     assert not (tmp_path / "data").exists()
     serve = start_serve(
         config, port, tmp_path / "serve.log", env={**clean_environment(), "GAZEX_MODEL__ALLOW_DEMO": "true"}

@@ -14,6 +14,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from benchmarks._net import wait_for_port
 from gateway.dicom.header import check_encoded_dataset
 from tests.ingest_support import (
     dataset_bytes,
@@ -23,7 +24,6 @@ from tests.ingest_support import (
     small_cr,
     start_serve,
     storescu_successes,
-    wait_for_port,
     write_config,
     write_dataset,
 )

@@ -23,8 +23,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     SegmentationStorage,
 )
 
+from benchmarks._net import wait_for_port
 from gateway.demo.archive import RecordingArchive
-from tests.ingest_support import REPO_ROOT, clean_environment, small_cr, start_serve, wait_for_port
+from tests.ingest_support import REPO_ROOT, clean_environment, small_cr, start_serve
 from tests.integration.pipeline_support import pipeline_config, query, wait_for
 
 pytestmark = pytest.mark.integration
