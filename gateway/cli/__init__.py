@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
+from gateway.safelog import keep_identifiers_out_of_logs
 
 #: Subcommand modules, in the order ``gazex --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -85,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    keep_identifiers_out_of_logs()  # whatever the log level: no PHI in logs
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
