@@ -1,9 +1,12 @@
 """Pulls and their studies in the database: create, claim with a lease, record outcomes, list.
 
 Claims are conditional updates (``WHERE state = ... AND lease ...``) in one transaction, so
-threads and processes sharing the database never retrieve one study twice at once.  A claim
-whose holder died (kill -9, power loss) is taken up again when its lease expires; a graceful
-stop hands its claims back at once (:meth:`PullLedger.release`).
+threads and processes sharing the database never retrieve one study twice at once.  A retrieve
+claim also counts what runs and what started in the hour (the limits); those claims are
+serialised (:func:`gateway.db.locks.hold_until_commit`), so claimers counting at once cannot
+together start more than the limits allow.  A claim whose holder died (kill -9, power loss)
+is taken up again when its lease expires; a graceful stop hands its claims back at once
+(:meth:`PullLedger.release`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from gateway.db.locks import PULL_CLAIMS, hold_until_commit
 from gateway.db.models import Pull, PullItem
 from gateway.pipeline.backoff import Backoff
 from gateway.pull.limits import WINDOW, Admission, RetrieveLimits, admit
@@ -162,9 +166,13 @@ class PullLedger:
 
         Returns (claim, None), or (None, seconds until the hourly window lets one start; None
         when nothing is due or only a running retrieve's end can free a place).
+
+        The count and the claim are one critical section over all claimers of the database
+        (threads and processes alike); it reads and writes the database only.
         """
         wait: float | None = None
         with Session(self.engine) as session, session.begin():
+            hold_until_commit(session.connection(), PULL_CLAIMS)
             due = session.execute(
                 select(PullItem.id, PullItem.source)
                 .join(Pull, Pull.id == PullItem.pull_pk)
