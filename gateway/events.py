@@ -5,8 +5,9 @@ does nothing, so a component built without observers pays nothing.  :class:`Obse
 call out to several observers; an observer that raises is logged (without the event's content)
 and never disturbs the DICOM or pipeline path.
 
-The event objects may carry a Patient ID because the audit trail must name the patient (DICOM
-PS3.15 A.5.3); observers must never log them.
+The event objects may carry a Patient ID because the audit trail must name the patient, and a
+query (which may hold an accession number) because the audit trail must record it (DICOM PS3.15
+A.5.3); observers must never log them.
 """
 
 from __future__ import annotations
@@ -68,6 +69,29 @@ class DeliveryInfo:
     attempts: int = 0
 
 
+#: How a query ended: ``answered``; ``refused`` (the source answered with a failure status, an HTTP 4xx, or
+#: rejected the association); ``failed`` (no answer: unreachable, timed out, aborted, out of resources, HTTP 5xx).
+QUERY_OUTCOMES = ("answered", "refused", "failed")
+
+
+@dataclass(frozen=True)
+class QueryInfo:
+    """One query a pull sent to a source: a C-FIND identifier, or a QIDO-RS request.
+
+    ``identifier`` is the C-FIND identifier as encoded in ``transfer_syntax_uid`` (it may hold an
+    accession number: never log it); ``url`` the QIDO-RS request with its query string.
+    """
+
+    source: str
+    host: str
+    calling_ae_title: str = ""
+    called_ae_title: str = ""
+    sop_class_uid: str = ""
+    identifier: bytes = b""
+    transfer_syntax_uid: str = ""
+    url: str = ""
+
+
 @dataclass(frozen=True)
 class ConfigurationChange:
     """A change of the live configuration: who, from where, what, before and after."""
@@ -107,6 +131,10 @@ class GatewayObserver:
 
     def delivery_finished(self, delivery: DeliveryInfo, outcome: str) -> None:
         """A send attempt ended: ``outcome`` is ``delivered``, ``retry`` or ``dead``."""
+
+    def query_finished(self, query: QueryInfo, outcome: str, detail: str) -> None:
+        """A query to a pull source ended: ``outcome`` is one of :data:`QUERY_OUTCOMES`; ``detail``: why it
+        did not succeed ('' when answered), in words that quote no patient data."""
 
     def configuration_changed(self, change: ConfigurationChange) -> None:
         """The live configuration changed."""
@@ -160,6 +188,9 @@ class Observers(GatewayObserver):
 
     def delivery_finished(self, delivery: DeliveryInfo, outcome: str) -> None:
         self._each("delivery_finished", delivery, outcome)
+
+    def query_finished(self, query: QueryInfo, outcome: str, detail: str) -> None:
+        self._each("query_finished", query, outcome, detail)
 
     def configuration_changed(self, change: ConfigurationChange) -> None:
         self._each("configuration_changed", change)

@@ -12,6 +12,8 @@ instances received (per study)     DICOM Instances             -, C (we are the 
                                    Transferred (110104)
 results exported (per delivery)    DICOM Instances             -, R (we are the source)
                                    Transferred (110104)
+query sent to a pull source        Query (110112)              -, E (we are the requestor)
+(each C-FIND, each QIDO-RS)
 configuration changed              Security Alert (110113)     Software Configuration (110131), E
 console login / logout             User Authentication         Login (110122) / Logout (110123), E
                                    (110114)
@@ -20,7 +22,9 @@ gateway started / stopped          Application Activity        Application Start
 =================================  ==========================  ================================
 
 What is recorded of a patient is what the standard requires: the Patient ID, as the patient
-participant object.  The patient's name, birth date and accession numbers are never written.
+participant object.  The patient's name and birth date are never written.  A Query message
+carries the query itself, as the standard requires (ParticipantObjectQuery): a pull by
+accession number has that accession number in it.
 The schema (the version of PS3.15 A.5.1 that the tests validate against) requires each
 participant object to carry a ParticipantObjectName or a ParticipantObjectQuery; for the
 patient the name would be PHI, so the Patient ID stands in for it.
@@ -51,6 +55,7 @@ class Code:
 # EventID (DCID 400 "Audit Event ID")
 APPLICATION_ACTIVITY = Code("110100", "Application Activity")
 DICOM_INSTANCES_TRANSFERRED = Code("110104", "DICOM Instances Transferred")
+QUERY = Code("110112", "Query")
 SECURITY_ALERT = Code("110113", "Security Alert")
 USER_AUTHENTICATION = Code("110114", "User Authentication")
 
@@ -70,6 +75,7 @@ ROLE_SOURCE = Code("110153", "Source Role ID")
 
 # ParticipantObjectIDTypeCode (DCID 404, and RFC 3881's own values)
 STUDY_INSTANCE_UID = Code("110180", "Study Instance UID")
+SOP_CLASS_UID = Code("110181", "SOP Class UID")
 NODE_ID = Code("110182", "Node ID")
 PATIENT_NUMBER = Code("2", "Patient Number", "RFC-3881")
 URI = Code("12", "URI", "RFC-3881")
@@ -142,7 +148,11 @@ class SOPClassCount:
 
 @dataclass(frozen=True)
 class ParticipantObject:
-    """A ParticipantObjectIdentification: a study, a patient, a node, a configuration."""
+    """A ParticipantObjectIdentification: a study, a patient, a node, a configuration, a query.
+
+    It carries a ParticipantObjectName or, for a query, a ParticipantObjectQuery (the schema
+    allows one of the two): give ``query`` and leave ``name`` empty.
+    """
 
     object_id: str
     id_type: Code
@@ -152,6 +162,11 @@ class ParticipantObject:
     life_cycle: str | None = None
     details: tuple[tuple[str, bytes], ...] = ()
     sop_classes: tuple[SOPClassCount, ...] = field(default=())
+    query: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.query is not None and self.name:
+            raise ValueError("a participant object carries a name or a query, not both (PS3.15 A.5.1)")
 
 
 def _timestamp(when: datetime) -> str:
@@ -189,7 +204,10 @@ def _participant_object(message: ET.Element, obj: ParticipantObject) -> None:
         attributes["ParticipantObjectDataLifeCycle"] = obj.life_cycle
     element = ET.SubElement(message, "ParticipantObjectIdentification", attributes)
     _code(element, "ParticipantObjectIDTypeCode", obj.id_type)
-    ET.SubElement(element, "ParticipantObjectName").text = obj.name
+    if obj.query is not None:
+        ET.SubElement(element, "ParticipantObjectQuery").text = base64.b64encode(obj.query).decode("ascii")
+    else:
+        ET.SubElement(element, "ParticipantObjectName").text = obj.name
     for kind, value in obj.details:
         ET.SubElement(
             element, "ParticipantObjectDetail", {"type": kind, "value": base64.b64encode(value).decode("ascii")}
@@ -277,6 +295,34 @@ def patient_object(patient_id: str) -> ParticipantObject:
     """The Patient participant object: the Patient ID and nothing else about the patient."""
     return ParticipantObject(
         object_id=patient_id, id_type=PATIENT_NUMBER, name=patient_id, type_code=PERSON, role=ROLE_PATIENT
+    )
+
+
+def dimse_query_object(sop_class_uid: str, identifier: bytes, transfer_syntax_uid: str) -> ParticipantObject:
+    """The SOP queried and the query of a C-FIND (A.5.3.10): the information model's SOP Class UID,
+    the identifier as encoded, and the transfer syntax it was encoded in."""
+    return ParticipantObject(
+        object_id=sop_class_uid,
+        id_type=SOP_CLASS_UID,
+        name="",
+        type_code=SYSTEM_OBJECT,
+        role=ROLE_REPORT,
+        query=identifier,
+        details=(("TransferSyntax", transfer_syntax_uid.encode("ascii")),),
+    )
+
+
+def url_query_object(url: str) -> ParticipantObject:
+    """The query of a QIDO-RS search, which has no SOP class (A.5.3.10, note 2: a query that is not a
+    DIMSE one): the resource's URI, and the request URL with its query string, UTF-8 encoded."""
+    return ParticipantObject(
+        object_id=url.partition("?")[0],
+        id_type=URI,
+        name="",
+        type_code=SYSTEM_OBJECT,
+        role=ROLE_REPORT,
+        query=url.encode("utf-8"),
+        details=(("QueryEncoding", b"UTF-8"),),
     )
 
 
@@ -392,6 +438,40 @@ def instances_transferred(
         participants=(source_participant, destination_participant),
         source=source,
         objects=objects,
+    )
+
+
+def query(
+    *,
+    outcome: int,
+    requestor: Participant,
+    responder: Participant,
+    query_object: ParticipantObject,
+    source: AuditSource,
+    when: datetime,
+    description: str | None = None,
+) -> ET.Element:
+    """Query (A.5.3.10): a query was issued (the answer is not recorded); no patient participant.
+
+    The requestor is the process that issued the query (Source Role ID), the responder the one
+    asked to answer it (Destination Role ID); ``query_object`` comes from
+    :func:`dimse_query_object` or :func:`url_query_object`.
+    """
+    if ROLE_SOURCE not in requestor.roles or ROLE_DESTINATION not in responder.roles:
+        raise ValueError("the querying participant needs Source Role ID and the one queried Destination Role ID")
+    if not requestor.requestor or responder.requestor:
+        raise ValueError("the process that issued the query is the requestor, the one queried is not")
+    if query_object.query is None:
+        raise ValueError("the participant object of a Query message carries the query (ParticipantObjectQuery)")
+    return build(
+        QUERY,
+        action="E",
+        outcome=outcome,
+        when=when,
+        outcome_description=description,
+        participants=(requestor, responder),
+        source=source,
+        objects=(query_object,),
     )
 
 

@@ -26,7 +26,14 @@ from xml.etree import ElementTree as ET
 from gateway.audit import messages as m
 from gateway.audit.sinks import AuditFile, AuditSink, SyslogSender, SyslogTarget
 from gateway.config.settings import Settings
-from gateway.events import AssociationInfo, ConfigurationChange, DeliveryInfo, GatewayObserver, ReceivedInstance
+from gateway.events import (
+    AssociationInfo,
+    ConfigurationChange,
+    DeliveryInfo,
+    GatewayObserver,
+    QueryInfo,
+    ReceivedInstance,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +42,8 @@ LOGGER = logging.getLogger(__name__)
 _SERIOUS_REJECTIONS = frozenset({"unknown_caller", "called_ae_title", "admission_error"})
 #: EventOutcomeIndicator of a delivery attempt.
 _DELIVERY_OUTCOMES = {"delivered": m.SUCCESS, "retry": m.MINOR_FAILURE, "dead": m.SERIOUS_FAILURE}
+#: EventOutcomeIndicator of a query: refused by the source (serious), or no answer (minor: the puller retries).
+_QUERY_OUTCOMES = {"answered": m.SUCCESS, "failed": m.MINOR_FAILURE, "refused": m.SERIOUS_FAILURE}
 
 
 def _now() -> datetime:
@@ -261,6 +270,27 @@ class AuditTrail(GatewayObserver):
             source=self.source,
             when=self._clock(),
             description=f"delivery {delivery.delivery_id} to {delivery.destination}{attempts}: {outcome}",
+        )
+        self._emit(message, indicator)
+
+    def query_finished(self, query: QueryInfo, outcome: str, detail: str) -> None:
+        if not self.enabled:
+            return
+        indicator = _QUERY_OUTCOMES.get(outcome, m.MINOR_FAILURE)
+        if query.url:
+            asked = m.url_query_object(query.url)
+        else:
+            asked = m.dimse_query_object(query.sop_class_uid, query.identifier, query.transfer_syntax_uid)
+        message = m.query(
+            outcome=indicator,
+            requestor=self._us(query.calling_ae_title or None, requestor=True, roles=(m.ROLE_SOURCE,)),
+            responder=self._node(
+                query.called_ae_title, query.host, requestor=False, roles=(m.ROLE_DESTINATION,), name=query.source
+            ),
+            query_object=asked,
+            source=self.source,
+            when=self._clock(),
+            description=f"query of source {query.source}: {outcome}" + (f" ({detail})" if detail else ""),
         )
         self._emit(message, indicator)
 

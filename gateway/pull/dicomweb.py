@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from dicomweb_client.api import DICOMwebClient
@@ -22,9 +23,18 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from gateway.config.sources import DicomwebSource, secret
 from gateway.dicom.store import InstanceStore, StoreRequest, StoreStatus
-from gateway.events import AssociationInfo, GatewayObserver, ReceivedInstance
+from gateway.events import AssociationInfo, GatewayObserver, QueryInfo, ReceivedInstance
 from gateway.pull.query import PullQuery, SeriesMatch, StudyMatch, needs_series_check, series_fit, study_answer_fits
-from gateway.pull.source import FoundStudies, Retrieved, RetrieveInterrupted, RetrieveProgress, SourceError
+from gateway.pull.source import (
+    FoundStudies,
+    Retrieved,
+    RetrieveInterrupted,
+    RetrieveProgress,
+    SourceError,
+    SourceRefused,
+    query_detail,
+    query_outcome,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +45,16 @@ _MODALITIES = "00080061"
 _SOP_CLASSES = "00080062"
 _MODALITY = "00080060"
 _BODY_PART = "00180015"
+
+
+class _RecordingSession(requests.Session):
+    """A session that remembers the URL of the last request it sent: a QIDO-RS query, as the audit trail records it."""
+
+    last_url = ""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.last_url = request.url or ""
+        return super().send(request, **kwargs)
 
 
 class DicomwebPullSource:
@@ -50,9 +70,9 @@ class DicomwebPullSource:
         self.caller_name = source.caller_name or name
         self.where = f"source {name} ({source.base_url})"
 
-    def _client(self) -> DICOMwebClient:
+    def _client(self, session: requests.Session | None = None) -> DICOMwebClient:
         source = self.source
-        session = requests.Session()
+        session = session if session is not None else requests.Session()
         session.verify = str(source.ca_certificates) if source.ca_certificates is not None else source.verify_tls
         headers: dict[str, str] = {}
         try:
@@ -79,7 +99,9 @@ class DicomwebPullSource:
             response = exc.response
             code = response.status_code if response is not None else "?"
             reason = response.reason if response is not None else ""
-            raise SourceError(f"{self.where}: {what} answered HTTP {code} {reason}".rstrip()) from None
+            refused = isinstance(code, int) and 400 <= code < 500  # a 5xx may pass: the puller retries
+            failed = SourceRefused if refused else SourceError
+            raise failed(f"{self.where}: {what} answered HTTP {code} {reason}".rstrip()) from None
         except requests.exceptions.Timeout:
             raise SourceError(
                 f"{self.where}: {what} timed out: no answer within {self.source.timeout_seconds:g} s"
@@ -98,11 +120,32 @@ class DicomwebPullSource:
             ) from None
 
     # -- find --------------------------------------------------------------------------------
+    def _search(self, session: _RecordingSession, what: str, function: Any, **kwargs: Any) -> Any:
+        """One QIDO-RS search through :meth:`_call`; each request sent is audited (a Query message), answered or not."""
+        session.last_url = ""
+        try:
+            answers = self._call(what, function, **kwargs)
+        except Exception as exc:
+            self._query_finished(session.last_url, exc)
+            raise
+        self._query_finished(session.last_url, None)
+        return answers
+
+    def _query_finished(self, url: str, error: BaseException | None) -> None:
+        if not url:  # nothing was sent
+            return
+        parts = urlsplit(url)
+        sent = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # never a password in the URL
+        info = QueryInfo(source=self.name, host=parts.hostname or "", url=sent)
+        self.observer.query_finished(info, query_outcome(error), query_detail(error))
+
     def find(self, query: PullQuery, limit: int) -> list[StudyMatch]:
-        client = self._client()
+        session = _RecordingSession()
+        client = self._client(session)
         found = FoundStudies(limit)
         for filters in study_filters(query):
-            answers = self._call(
+            answers = self._search(
+                session,
                 "QIDO-RS /studies",
                 client.search_for_studies,
                 search_filters=filters,
@@ -115,11 +158,12 @@ class DicomwebPullSource:
                     found.add(study)
         studies = list(found.studies.values())
         if needs_series_check(query):
-            studies = [study for study in studies if series_fit(query, self._series(client, study))]
+            studies = [study for study in studies if series_fit(query, self._series(session, client, study))]
         return studies
 
-    def _series(self, client: DICOMwebClient, study: StudyMatch) -> list[SeriesMatch]:
-        answers = self._call(
+    def _series(self, session: _RecordingSession, client: DICOMwebClient, study: StudyMatch) -> list[SeriesMatch]:
+        answers = self._search(
+            session,
             "QIDO-RS /series",
             client.search_for_series,
             study_instance_uid=study.study_instance_uid,

@@ -20,6 +20,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -32,6 +33,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -42,15 +44,26 @@ from gateway.config.sources import DicomSource
 from gateway.dicom.contexts import STORAGE_SOP_CLASSES
 from gateway.dicom.echo import _association_failure, preflight
 from gateway.dicom.store import InstanceStore, StoreRequest, StoreStatus
-from gateway.events import AssociationInfo, GatewayObserver, ReceivedInstance
+from gateway.events import AssociationInfo, GatewayObserver, QueryInfo, ReceivedInstance
 from gateway.pipeline.sender import SendError, dicom_tls_context
 from gateway.pull.query import PullQuery, SeriesMatch, StudyMatch, needs_series_check, series_fit, study_answer_fits
-from gateway.pull.source import FoundStudies, Retrieved, RetrieveInterrupted, RetrieveProgress, SourceError
+from gateway.pull.source import (
+    FoundStudies,
+    Retrieved,
+    RetrieveInterrupted,
+    RetrieveProgress,
+    SourceError,
+    SourceRefused,
+    query_detail,
+    query_outcome,
+)
 from gateway.safelog import log_unexpected
 
 LOGGER = logging.getLogger(__name__)
 
 PENDING = (0xFF00, 0xFF01)
+#: C-FIND "out of resources": the archive may answer later, not a refusal of the query.
+OUT_OF_RESOURCES = 0xA700
 #: C-MOVE / C-GET failure statuses in words (PS3.4 C.4.2.1.5, C.4.3.1.4).
 _RETRIEVE_FAILURES = {
     0xA701: "out of resources: unable to calculate the number of matches",
@@ -154,8 +167,14 @@ class DimseSource:
 
     @contextlib.contextmanager
     def _association(
-        self, ae: AE, *, ext_neg: list[Any] | None = None, handlers: list[Any] | None = None
+        self,
+        ae: AE,
+        *,
+        ext_neg: list[Any] | None = None,
+        handlers: list[Any] | None = None,
+        query: Dataset | None = None,
     ) -> Iterator[Association]:
+        """An association with the source; ``query``: the C-FIND identifier it is for, audited when none comes."""
         source = self.source
         timeout = source.timeout_seconds
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
@@ -174,7 +193,11 @@ class DimseSource:
             if not assoc.is_rejected:
                 failure = preflight(source.host, source.port, timeout=timeout, tls=tls) or failure
             ae.shutdown()
-            raise SourceError(f"{self.where}: {failure}")
+            rejected = assoc.is_rejected and getattr(assoc.acceptor.primitive, "result", None) == 1
+            error = (SourceRefused if rejected else SourceError)(f"{self.where}: {failure}")
+            if query is not None:  # the query could not be sent: audited as a query that failed
+                self._query_finished(query, ImplicitVRLittleEndian, error)
+            raise error
         try:
             yield assoc
         finally:
@@ -188,6 +211,31 @@ class DimseSource:
         return ae
 
     def _c_find(self, assoc: Association, identifier: Dataset) -> list[Dataset]:
+        """The answers of one C-FIND; each is audited (a Query message), answered or not."""
+        syntax = _find_transfer_syntax(assoc)
+        try:
+            answers = self._find_answers(assoc, identifier)
+        except Exception as exc:
+            self._query_finished(identifier, syntax, exc)
+            raise
+        self._query_finished(identifier, syntax, None)
+        return answers
+
+    def _query_finished(self, identifier: Dataset, syntax: UID, error: BaseException | None) -> None:
+        """Tell the observers (the audit trail) that a C-FIND ended, with its identifier as encoded."""
+        data = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated) or b""
+        info = QueryInfo(
+            source=self.name,
+            host=self.source.host,
+            calling_ae_title=self.calling_ae_title,
+            called_ae_title=self.source.ae_title,
+            sop_class_uid=str(StudyRootQueryRetrieveInformationModelFind),
+            identifier=data,
+            transfer_syntax_uid=str(syntax),
+        )
+        self.observer.query_finished(info, query_outcome(error), query_detail(error))
+
+    def _find_answers(self, assoc: Association, identifier: Dataset) -> list[Dataset]:
         answers: list[Dataset] = []
         for status, found in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
             if status is None or "Status" not in status:
@@ -201,14 +249,16 @@ class DimseSource:
                     answers.append(found)
                 continue
             if code != 0x0000:
-                raise SourceError(f"{self.where}: C-FIND refused with 0x{code:04X}")
+                failed = SourceError if code == OUT_OF_RESOURCES else SourceRefused
+                raise failed(f"{self.where}: C-FIND refused with 0x{code:04X}")
         return answers
 
     # -- find --------------------------------------------------------------------------------
     def find(self, query: PullQuery, limit: int) -> list[StudyMatch]:
         found = FoundStudies(limit)
-        with self._association(self._find_ae()) as assoc:
-            for identifier in study_identifiers(query):
+        identifiers = study_identifiers(query)
+        with self._association(self._find_ae(), query=identifiers[0]) as assoc:
+            for identifier in identifiers:
                 for answer in self._c_find(assoc, identifier):
                     study = study_match(answer)
                     if study_answer_fits(query, study):
@@ -237,7 +287,7 @@ class DimseSource:
         identifier.QueryRetrieveLevel = "STUDY"
         identifier.StudyInstanceUID = study.study_instance_uid
         identifier.SOPClassesInStudy = ""
-        with self._association(self._find_ae()) as assoc:
+        with self._association(self._find_ae(), query=identifier) as assoc:
             for answer in self._c_find(assoc, identifier):
                 classes = study_match(answer).sop_classes
                 if classes:
@@ -330,6 +380,14 @@ class DimseSource:
         if progress.stop.is_set():
             raise RetrieveInterrupted(f"{what} stopped: the gateway is shutting down")
         raise SourceError(f"{self.where}: the {what} ended without a final response")
+
+
+def _find_transfer_syntax(assoc: Association) -> UID:
+    """The transfer syntax the C-FIND identifiers are encoded in on this association (as pynetdicom does)."""
+    for context in assoc.accepted_contexts:
+        if context.abstract_syntax == StudyRootQueryRetrieveInformationModelFind and context.transfer_syntax:
+            return UID(context.transfer_syntax[0])
+    return ImplicitVRLittleEndian
 
 
 def _abort_on_stop(assoc: Association, stop: threading.Event, done: threading.Event) -> None:

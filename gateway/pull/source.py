@@ -20,6 +20,24 @@ class SourceError(Exception):
     """The source could not be reached, refused us, answered with a failure, or timed out."""
 
 
+class SourceRefused(SourceError):  # noqa: N818 - a kind of SourceError, named for what the source did
+    """The source answered, with a refusal: an association rejected for good, a failure status, an HTTP 4xx."""
+
+
+def query_outcome(error: BaseException | None) -> str:
+    """How a query ended, for :meth:`~gateway.events.GatewayObserver.query_finished`."""
+    if error is None:
+        return "answered"
+    return "refused" if isinstance(error, SourceRefused) else "failed"
+
+
+def query_detail(error: BaseException | None) -> str:
+    """Why a query did not succeed, in words that quote no patient data (a SourceError's message, or a type)."""
+    if error is None:
+        return ""
+    return str(error) if isinstance(error, SourceError) else f"unexpected {type(error).__name__}"
+
+
 class RetrieveInterrupted(Exception):  # noqa: N818 - a condition: the puller was told to stop
     """The retrieve was stopped (the gateway is shutting down); the study is retried later."""
 

@@ -11,6 +11,8 @@ on where it was when ``gazex serve`` starts again.
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +21,15 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
+from lxml import etree
+from pydicom.uid import UID, generate_uid
+from pynetdicom.dsutils import decode
 
 from benchmarks._net import wait_for_port
 from gateway.accounts import Accounts
 from gateway.db import create_database_engine
 from tests.conftest import missing_prerequisite
+from tests.gateway.audit.support import FIND, assert_valid
 from tests.ingest_support import index_rows, run_gazex, small_cr, start_serve, write_config
 from tests.orthanc_support import (
     GATEWAY_AET,
@@ -112,6 +117,17 @@ def _received(database: str) -> dict[str, str]:
 def _result_modalities(orthanc: OrthancProcess, study_uid: str) -> set[str]:
     study = orthanc.study_id(study_uid)
     return {series["MainDicomTags"]["Modality"] for series in orthanc.get(f"/studies/{study}/series")}
+
+
+def _query_of(message: etree._Element) -> tuple[str, pydicom.Dataset | str]:
+    """A Query audit message's outcome and query: the C-FIND identifier (decoded) or the QIDO-RS URL."""
+    asked = message.find("ParticipantObjectIdentification")
+    outcome = message.find("EventIdentification").get("EventOutcomeIndicator")
+    query = base64.b64decode(asked.findtext("ParticipantObjectQuery"))
+    if asked.get("ParticipantObjectID") != FIND:
+        return outcome, query.decode()
+    syntax = UID(base64.b64decode(asked.find("ParticipantObjectDetail[@type='TransferSyntax']").get("value")).decode())
+    return outcome, decode(io.BytesIO(query), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
 
 
 def _source(orthanc: OrthancProcess, **changes: Any) -> dict[str, Any]:
@@ -274,6 +290,18 @@ def test_c_get_and_dicomweb_pulls_store_through_the_gateways_store(
     transfers = [line for line in audit if 'csd-code="110104"' in line]
     assert any(ORTHANC_AET in line and archive.studies["chest_cr"] in line for line in transfers)
     assert any("PACSWEB" in line and archive.studies["chest_dx"] in line for line in transfers)
+    # ... and a Query message for each C-FIND and QIDO-RS request the pulls sent, all answered
+    queries = [_query_of(assert_valid(line.encode())) for line in audit if 'csd-code="110112"' in line]
+    assert queries and {outcome for outcome, _ in queries} == {"0"}
+    identifiers = [query for _, query in queries if isinstance(query, pydicom.Dataset)]
+    assert identifiers and all(found.StudyInstanceUID == archive.studies["chest_cr"] for found in identifiers)
+    urls = [query for _, query in queries if isinstance(query, str)]
+    base = f"http://127.0.0.1:{orthanc_http}/dicom-web"
+    assert {url.partition("?")[0] for url in urls} >= {
+        f"{base}/studies",
+        f"{base}/studies/{archive.studies['chest_dx']}/series",
+    }
+    assert sum("ModalitiesInStudy=CR" in url for url in urls) == sum("ModalitiesInStudy=DX" in url for url in urls) == 1
 
 
 def test_a_c_move_to_an_ae_orthanc_does_not_know_is_refused_retried_and_fails_with_the_reason(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from gateway.events import AssociationInfo, ConfigurationChange, DeliveryInfo, ReceivedInstance
+from gateway.events import AssociationInfo, ConfigurationChange, DeliveryInfo, QueryInfo, ReceivedInstance
 
 SCHEMA_PATH = Path(__file__).with_name("audit-message.rng")
 _SCHEMA: etree.RelaxNG | None = None
@@ -22,6 +22,11 @@ PATIENT_A = "PID-0001"
 PATIENT_B = "PID-0002"
 #: Values that must never reach an audit message (the event objects do not even carry them).
 PATIENT_NAME = "Doe^Jane"
+FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+#: A C-FIND identifier as encoded (Implicit VR Little Endian): QueryRetrieveLevel STUDY, StudyInstanceUID 1.2.3.4.
+IDENTIFIER = bytes.fromhex("080052000600000053545544592020000d0008000000312e322e332e3400")
+QIDO_URL = "https://pacs.example.org/dicom-web/studies?ModalitiesInStudy=CR&includefield=StudyDate&limit=501"
 
 
 def schema() -> etree.RelaxNG:
@@ -78,3 +83,19 @@ def configuration_change() -> ConfigurationChange:
         after={"dicom": {"allowed_callers": [{"ae_title": "MODALITY1"}, {"ae_title": "MODALITY2"}]}},
         address="192.0.2.10",
     )
+
+
+def c_find_query() -> QueryInfo:
+    return QueryInfo(
+        source="pacs",
+        host="192.0.2.7",
+        calling_ae_title="GAZEXQR",
+        called_ae_title="ARCHIVE",
+        sop_class_uid=FIND,
+        identifier=IDENTIFIER,
+        transfer_syntax_uid=IMPLICIT_VR_LITTLE_ENDIAN,
+    )
+
+
+def qido_query() -> QueryInfo:
+    return QueryInfo(source="web", host="pacs.example.org", url=QIDO_URL)

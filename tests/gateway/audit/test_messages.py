@@ -10,7 +10,19 @@ import pytest
 from lxml import etree
 
 from gateway.audit import messages as m
-from tests.gateway.audit.support import CR, DX, PATIENT_A, SR, STUDY_A, WHEN, assert_valid, schema
+from tests.gateway.audit.support import (
+    CR,
+    DX,
+    FIND,
+    IDENTIFIER,
+    PATIENT_A,
+    QIDO_URL,
+    SR,
+    STUDY_A,
+    WHEN,
+    assert_valid,
+    schema,
+)
 
 SOURCE = m.AuditSource("gazex@gateway.example.org", "General Hospital")
 US = m.Participant("4242", False, (), "AETITLES=GAZEX", "gazex", "gateway.example.org")
@@ -102,6 +114,30 @@ def _configuration_changed() -> bytes:
     return m.encode(message)
 
 
+def _query(outcome: int, *, url: str | None = None) -> Callable[[], bytes]:
+    def build() -> bytes:
+        us = m.Participant("4242", True, (m.ROLE_SOURCE,), "AETITLES=GAZEX", "gazex", "gateway.example.org")
+        if url is None:
+            archive = m.Participant("ARCHIVE", False, (m.ROLE_DESTINATION,), "AETITLES=ARCHIVE", "pacs", "192.0.2.7")
+            asked = m.dimse_query_object(FIND, IDENTIFIER, "1.2.840.10008.1.2")
+        else:
+            archive = m.Participant("pacs.example.org", False, (m.ROLE_DESTINATION,), None, "web", "pacs.example.org")
+            asked = m.url_query_object(url)
+        description = None if outcome == m.SUCCESS else "query of source pacs: refused (C-FIND refused with 0xC000)"
+        message = m.query(
+            outcome=outcome,
+            requestor=us,
+            responder=archive,
+            query_object=asked,
+            source=SOURCE,
+            when=WHEN,
+            description=description,
+        )
+        return m.encode(message)
+
+    return build
+
+
 def _login(success: bool) -> Callable[[], bytes]:
     def build() -> bytes:
         message = m.user_authentication(
@@ -134,6 +170,10 @@ KINDS: dict[str, Callable[[], bytes]] = {
     "login succeeded": _login(True),
     "login failed": _login(False),
     "logout": _logout,
+    "query (C-FIND)": _query(m.SUCCESS),
+    "query (C-FIND) refused": _query(m.SERIOUS_FAILURE),
+    "query (QIDO-RS)": _query(m.SUCCESS, url=QIDO_URL),
+    "query (QIDO-RS) failed": _query(m.MINOR_FAILURE, url=QIDO_URL),
 }
 
 #: (EventID, EventTypeCode or None, EventActionCode) of each kind: the mapping docs/monitoring.md documents.
@@ -148,6 +188,10 @@ EXPECTED = {
     "login succeeded": ("110114", "110122", "E"),
     "login failed": ("110114", "110122", "E"),
     "logout": ("110114", "110123", "E"),
+    "query (C-FIND)": ("110112", None, "E"),
+    "query (C-FIND) refused": ("110112", None, "E"),
+    "query (QIDO-RS)": ("110112", None, "E"),
+    "query (QIDO-RS) failed": ("110112", None, "E"),
 }
 
 
@@ -198,6 +242,44 @@ def test_exported_results_list_their_sop_instances() -> None:
     assert sop_class.get("UID") == SR
     assert sop_class.get("NumberOfInstances") == "2"
     assert [i.get("UID") for i in sop_class.findall("Instance")] == [f"{STUDY_A}.9.1", f"{STUDY_A}.9.2"]
+
+
+def test_a_c_find_query_names_the_information_model_the_identifier_as_encoded_and_its_transfer_syntax() -> None:
+    root = assert_valid(_query(m.SUCCESS)())
+    assert root.find("EventIdentification").get("EventOutcomeIndicator") == "0"
+    roles = {p.find("RoleIDCode").get("csd-code"): p for p in root.findall("ActiveParticipant")}
+    assert set(roles) == {"110153", "110152"}
+    assert (roles["110153"].get("UserIsRequestor"), roles["110153"].get("AlternativeUserID")) == (
+        "true",
+        "AETITLES=GAZEX",
+    )
+    assert (roles["110152"].get("UserIsRequestor"), roles["110152"].get("UserID")) == ("false", "ARCHIVE")
+    assert roles["110152"].get("NetworkAccessPointID") == "192.0.2.7"
+    [asked] = root.findall("ParticipantObjectIdentification")  # the query only: no patient participant
+    assert asked.get("ParticipantObjectID") == FIND
+    assert (asked.get("ParticipantObjectTypeCode"), asked.get("ParticipantObjectTypeCodeRole")) == ("2", "3")
+    code = asked.find("ParticipantObjectIDTypeCode")
+    assert (code.get("csd-code"), code.get("codeSystemName"), code.get("originalText")) == (
+        "110181",
+        "DCM",
+        "SOP Class UID",
+    )
+    assert asked.find("ParticipantObjectName") is None
+    assert base64.b64decode(asked.findtext("ParticipantObjectQuery")) == IDENTIFIER
+    details = {d.get("type"): base64.b64decode(d.get("value")) for d in asked.findall("ParticipantObjectDetail")}
+    assert details == {"TransferSyntax": b"1.2.840.10008.1.2"}
+
+
+def test_a_qido_rs_query_carries_the_request_url_as_the_query() -> None:
+    root = assert_valid(_query(m.MINOR_FAILURE, url=QIDO_URL)())
+    assert root.find("EventIdentification").get("EventOutcomeIndicator") == "4"
+    [asked] = root.findall("ParticipantObjectIdentification")
+    assert asked.get("ParticipantObjectID") == "https://pacs.example.org/dicom-web/studies"
+    assert asked.find("ParticipantObjectIDTypeCode").get("csd-code") == "12"  # RFC-3881 URI
+    assert asked.find("ParticipantObjectIDTypeCode").get("codeSystemName") == "RFC-3881"
+    assert base64.b64decode(asked.findtext("ParticipantObjectQuery")).decode() == QIDO_URL
+    [detail] = asked.findall("ParticipantObjectDetail")
+    assert (detail.get("type"), base64.b64decode(detail.get("value"))) == ("QueryEncoding", b"UTF-8")
 
 
 def test_configuration_change_records_before_and_after() -> None:
@@ -297,6 +379,26 @@ def test_builders_refuse_what_the_standard_forbids() -> None:
         m.build(
             m.SECURITY_ALERT, action="E", outcome=0, when=WHEN.replace(tzinfo=None), participants=(US,), source=SOURCE
         )
+    us = m.Participant("4242", True, (m.ROLE_SOURCE,))
+    archive = m.Participant("ARCHIVE", False, (m.ROLE_DESTINATION,))
+    asked = m.dimse_query_object(FIND, IDENTIFIER, "1.2.840.10008.1.2")
+    with pytest.raises(ValueError, match="Source Role ID"):
+        m.query(outcome=0, requestor=archive, responder=us, query_object=asked, source=SOURCE, when=WHEN)
+    with pytest.raises(ValueError, match="is the requestor"):
+        m.query(
+            outcome=0,
+            requestor=m.Participant("4242", False, (m.ROLE_SOURCE,)),
+            responder=archive,
+            query_object=asked,
+            source=SOURCE,
+            when=WHEN,
+        )
+    with pytest.raises(ValueError, match="carries the query"):
+        m.query(
+            outcome=0, requestor=us, responder=archive, query_object=m.patient_object("P"), source=SOURCE, when=WHEN
+        )
+    with pytest.raises(ValueError, match="a name or a query"):
+        m.ParticipantObject("1.2", m.SOP_CLASS_UID, "a name", query=b"")
     with pytest.raises(ValueError, match="Source Role ID"):
         m.instances_transferred(
             action="C",

@@ -17,17 +17,23 @@ from tests.gateway.audit.collector import Certificates, Collector, make_certific
 from tests.gateway.audit.support import (
     CR,
     DX,
+    FIND,
+    IDENTIFIER,
+    IMPLICIT_VR_LITTLE_ENDIAN,
     PATIENT_A,
     PATIENT_B,
     PATIENT_NAME,
+    QIDO_URL,
     SR,
     STUDY_A,
     STUDY_B,
     WHEN,
     assert_valid,
+    c_find_query,
     caller,
     configuration_change,
     delivery,
+    qido_query,
     received,
 )
 
@@ -84,6 +90,9 @@ def test_a_whole_day_of_events_becomes_valid_messages_in_the_default_file(trail:
     trail.user_login("admin", "192.0.2.10", True, "password")
     trail.user_login("mallory", "192.0.2.66", False, "password")
     trail.user_logout("admin", "192.0.2.10")
+    trail.query_finished(c_find_query(), "answered", "")
+    trail.query_finished(c_find_query(), "refused", "source pacs (ARCHIVE@192.0.2.7:104): C-FIND refused with 0xC000")
+    trail.query_finished(qido_query(), "failed", "source web: QIDO-RS /studies answered HTTP 500 Internal Server Error")
     trail.application_activity(False)
 
     path = tmp_path / "data" / "audit" / "audit.log"
@@ -102,6 +111,9 @@ def test_a_whole_day_of_events_becomes_valid_messages_in_the_default_file(trail:
         ("110114", ["110122"], "E", "0"),
         ("110114", ["110122"], "E", "4"),
         ("110114", ["110123"], "E", "0"),
+        ("110112", [], "E", "0"),
+        ("110112", [], "E", "8"),
+        ("110112", [], "E", "4"),
         ("110100", ["110121"], "E", "0"),
     ]
     assert trail.written == len(messages) and trail.failures == 0
@@ -166,6 +178,47 @@ def test_exported_results_name_the_destination_and_instances(trail: AuditTrail, 
         == PATIENT_A
     )
     assert root.findtext("EventIdentification/EventOutcomeDescription") == "delivery 7 to pacs, attempt 1: delivered"
+
+
+def test_a_query_names_us_as_requestor_the_source_queried_and_the_query(trail: AuditTrail, tmp_path: Path) -> None:
+    trail.query_finished(c_find_query(), "refused", "source pacs: C-FIND refused with 0xC000")
+    trail.query_finished(qido_query(), "answered", "")
+    c_find, qido = _messages(tmp_path / "data" / "audit" / "audit.log")
+
+    us = _one(c_find, "ActiveParticipant[RoleIDCode/@csd-code='110153']")
+    assert (us.get("UserIsRequestor"), us.get("NetworkAccessPointID")) == ("true", "gw.example.org")
+    assert us.get("AlternativeUserID") == "AETITLES=GAZEXQR;GAZEX;GAZEX2"  # the calling AE title of the C-FIND first
+    archive = _one(c_find, "ActiveParticipant[RoleIDCode/@csd-code='110152']")
+    assert (archive.get("UserID"), archive.get("UserName"), archive.get("UserIsRequestor")) == (
+        "ARCHIVE",
+        "pacs",
+        "false",
+    )
+    assert (archive.get("NetworkAccessPointID"), archive.get("NetworkAccessPointTypeCode")) == ("192.0.2.7", "2")
+    assert c_find.findtext("EventIdentification/EventOutcomeDescription") == (
+        "query of source pacs: refused (source pacs: C-FIND refused with 0xC000)"
+    )
+    [asked] = c_find.findall("ParticipantObjectIdentification")
+    assert asked.get("ParticipantObjectID") == FIND
+    assert asked.find("ParticipantObjectIDTypeCode").get("csd-code") == "110181"
+    assert base64.b64decode(asked.findtext("ParticipantObjectQuery")) == IDENTIFIER
+    detail = asked.find("ParticipantObjectDetail")
+    assert (detail.get("type"), base64.b64decode(detail.get("value")).decode()) == (
+        "TransferSyntax",
+        IMPLICIT_VR_LITTLE_ENDIAN,
+    )
+
+    assert _event(qido) == ("110112", [], "E", "0")
+    web = _one(qido, "ActiveParticipant[RoleIDCode/@csd-code='110152']")
+    assert (web.get("UserID"), web.get("UserName"), web.get("NetworkAccessPointTypeCode")) == (
+        "pacs.example.org",
+        "web",
+        "1",
+    )
+    assert _one(qido, "ActiveParticipant[@UserIsRequestor='true']").get("AlternativeUserID") == "AETITLES=GAZEX;GAZEX2"
+    [asked] = qido.findall("ParticipantObjectIdentification")
+    assert asked.find("ParticipantObjectIDTypeCode").get("csd-code") == "12"
+    assert base64.b64decode(asked.findtext("ParticipantObjectQuery")).decode() == QIDO_URL
 
 
 def test_configuration_change_names_who_and_before_after(trail: AuditTrail, tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """A DICOMweb source that answers 500, or too slowly: a clear error on the pull, a defined retry,
-then failure; with a real HTTP server on loopback and the real QIDO-RS/WADO-RS client."""
+then failure; with a real HTTP server on loopback and the real QIDO-RS/WADO-RS client.  Every
+QIDO-RS request sent is in the audit trail as a Query message, with its outcome."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -13,13 +15,16 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from lxml import etree
 from sqlalchemy import Engine
 
+from gateway.audit import AuditTrail
 from gateway.config import Settings, load_settings
 from gateway.db import create_database_engine, upgrade
 from gateway.pipeline.clock import FakeClock
-from gateway.pull import Puller, PullQuery
+from gateway.pull import Puller, PullQuery, SourceError, open_source
 from gateway.pull.listing import pull_summary, request_pull
+from tests.gateway.audit.support import assert_valid
 
 STUDY = "1.2.826.0.1.3680043.10.999.1"
 
@@ -29,6 +34,7 @@ class Behaviour:
 
     def __init__(self) -> None:
         self.status = {"/studies": 200, "/wado": 200}
+        self.reason: str | None = None
         self.delay = 0.0
         self.requests: list[str] = []
 
@@ -44,7 +50,7 @@ def _server(behaviour: Behaviour) -> ThreadingHTTPServer:
             retrieve = self.path.startswith(f"/studies/{STUDY}") and "/series" not in self.path
             code = behaviour.status["/wado" if retrieve else "/studies"]
             if code != 200:
-                self.send_response(code)
+                self.send_response(code, behaviour.reason)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -92,6 +98,20 @@ def _settings(tmp_path: Path, port: int, timeout: float = 5.0) -> Settings:
     )
 
 
+def _queries(settings: Settings) -> list[etree._Element]:
+    """The Query messages (PS3.15 A.5.3.10) of the audit file, each valid against the schema."""
+    messages = [assert_valid(line) for line in settings.audit_path.read_bytes().splitlines()]
+    return [root for root in messages if root.find("EventIdentification/EventID").get("csd-code") == "110112"]
+
+
+def _outcome_and_query(root: etree._Element) -> tuple[str | None, str]:
+    asked = root.find("ParticipantObjectIdentification")
+    return (
+        root.find("EventIdentification").get("EventOutcomeIndicator"),
+        base64.b64decode(asked.findtext("ParticipantObjectQuery")).decode(),
+    )
+
+
 def test_a_qido_source_answering_500_is_retried_then_the_pull_fails_with_the_status(
     tmp_path: Path, engine: Engine, archive: tuple[Behaviour, int]
 ) -> None:
@@ -99,7 +119,8 @@ def test_a_qido_source_answering_500_is_retried_then_the_pull_fails_with_the_sta
     behaviour.status["/studies"] = 500
     settings, clock = _settings(tmp_path, port), FakeClock()
     pull = request_pull(engine, settings, "web", PullQuery(modalities=["CR"]), actor="t", now=clock.now())
-    puller = Puller(engine, settings, store=None, clock=clock)
+    audit = AuditTrail.from_settings(settings, host_id="gw.example.org")
+    puller = Puller(engine, settings, store=None, clock=clock, observer=audit)
     assert puller.run_burst() == 1
     waiting = pull_summary(engine, pull.id)
     assert waiting is not None and waiting.state == "queued"
@@ -117,6 +138,15 @@ def test_a_qido_source_answering_500_is_retried_then_the_pull_fails_with_the_sta
     asked = parse_qs(query)
     assert path == "/studies" and asked["ModalitiesInStudy"] == ["CR"]
     assert set(asked["includefield"]) == {"StudyDate", "ModalitiesInStudy", "SOPClassesInStudy"}
+    # each attempt is audited as a query that got no answer (minor failure: the puller retries it)
+    audit.close()
+    queries = _queries(settings)
+    assert [_outcome_and_query(root) for root in queries] == [
+        ("4", f"http://127.0.0.1:{port}{request}") for request in behaviour.requests
+    ]
+    assert queries[0].findtext("EventIdentification/EventOutcomeDescription") == (
+        f"query of source web: failed ({waiting.last_error})"
+    )
 
 
 def test_a_qido_source_answering_too_slowly_times_out_with_a_clear_error(
@@ -160,3 +190,31 @@ def test_a_wado_retrieve_answering_503_fails_the_study_after_its_attempts(
     [item] = failed.items
     assert item.attempts == 2 and item.last_error is not None
     assert item.last_error.endswith("WADO-RS /studies/{uid} answered HTTP 503 Service Unavailable")
+
+
+def test_every_qido_request_is_audited_as_a_query_answered_or_refused(
+    tmp_path: Path, archive: tuple[Behaviour, int]
+) -> None:
+    behaviour, port = archive
+    settings = _settings(tmp_path, port)
+    audit = AuditTrail.from_settings(settings, host_id="gw.example.org")
+    source = open_source("web", settings, None, audit)
+    assert [study.study_instance_uid for study in source.find(PullQuery(accession="ACC4711"), 10)] == [STUDY]
+    behaviour.status["/studies"], behaviour.reason = 403, "Forbidden"
+    with pytest.raises(SourceError, match="answered HTTP 403 Forbidden"):
+        source.find(PullQuery(study_uid=STUDY), 10)
+    audit.close()
+    answered, refused = _queries(settings)
+    outcome, url = _outcome_and_query(answered)
+    assert outcome == "0" and url == f"http://127.0.0.1:{port}{behaviour.requests[0]}"
+    assert "AccessionNumber=ACC4711" in url  # the query as sent: the audit trail is where it is kept
+    [asked] = answered.findall("ParticipantObjectIdentification")  # no patient participant
+    assert asked.get("ParticipantObjectID") == f"http://127.0.0.1:{port}/studies"
+    assert asked.find("ParticipantObjectIDTypeCode").get("csd-code") == "12"
+    responder = answered.find("ActiveParticipant[@UserIsRequestor='false']")
+    assert (responder.get("UserID"), responder.get("UserName"), responder.get("NetworkAccessPointID")) == (
+        "127.0.0.1",
+        "web",
+        "127.0.0.1",
+    )
+    assert _outcome_and_query(refused) == ("8", f"http://127.0.0.1:{port}{behaviour.requests[1]}")
