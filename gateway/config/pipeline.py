@@ -299,6 +299,17 @@ class Destination(Section):
     tls: DestinationTLS = Field(default_factory=DestinationTLS)
 
 
+#: The keys each ``authentication.type`` of a DICOMweb destination needs ...
+DICOMWEB_AUTHENTICATION_NEEDS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "basic": ("username", "password_file"),
+    "bearer": ("token_file",),
+    "oauth2": ("token_url", "client_id", "client_secret_file"),
+}
+#: ... and those it may also take.
+DICOMWEB_AUTHENTICATION_OPTIONAL: dict[str, tuple[str, ...]] = {"oauth2": ("scope", "client_authentication")}
+
+
 class DicomwebAuthentication(Section):
     """How the gateway authenticates to a DICOMweb destination; secrets are read from files, never written inline."""
 
@@ -324,13 +335,8 @@ class DicomwebAuthentication(Section):
 
     @model_validator(mode="after")
     def _per_type(self) -> DicomwebAuthentication:
-        needs = {
-            "none": (),
-            "basic": ("username", "password_file"),
-            "bearer": ("token_file",),
-            "oauth2": ("token_url", "client_id", "client_secret_file"),
-        }[self.type]
-        allowed = set(needs) | ({"scope", "client_authentication"} if self.type == "oauth2" else set())
+        needs = DICOMWEB_AUTHENTICATION_NEEDS[self.type]
+        allowed = set(needs) | set(DICOMWEB_AUTHENTICATION_OPTIONAL.get(self.type, ()))
         missing = [key for key in needs if getattr(self, key) is None]
         if missing:
             raise ValueError(f"authentication type {self.type} needs {', '.join(missing)}")

@@ -23,6 +23,7 @@ from gateway.config.live import ConfigRejected
 from gateway.web.api_actions import _wake
 from gateway.web.auth import _audit_user_change, client_address, context_of, log_in, log_out, require
 from gateway.web.console.audit_view import audit_rows
+from gateway.web.console.destinations import DestinationForm, destination_body, destination_form
 from gateway.web.console.pages import STATIC_DIR, ConsoleRoute, flash, redirect, render, safe_next
 from gateway.web.console.thumbnails import ThumbnailCache, overlay_sources
 from gateway.web.context import current_settings, live_settings
@@ -360,11 +361,32 @@ def pull_cancel(request: Request, pull_id: int, principal: Operator) -> Response
 
 
 @router.get("/configuration")
-def configuration_page(request: Request, principal: Viewer, study: str | None = None) -> HTMLResponse:
-    return _configuration(request, principal, study)
+def configuration_page(
+    request: Request, principal: Viewer, study: str | None = None, edit: str | None = None
+) -> HTMLResponse:
+    """The configuration; ``edit``: the destination to fill the destination form with (admin)."""
+    form, problems = None, []
+    if edit and principal.has("admin"):
+        destinations = live_settings(context_of(request)).document()["destinations"]
+        if edit in destinations:
+            form = destination_form(edit, destinations[edit])
+        else:
+            problems = [f"there is no destination {edit!r} to edit (configured: {', '.join(destinations) or 'none'})"]
+    return _configuration(request, principal, study, destination=form, problems=problems)
 
 
-def _configuration(request: Request, principal: Principal, study: str | None, rules_test: Any = None) -> HTMLResponse:
+def _configuration(
+    request: Request,
+    principal: Principal,
+    study: str | None,
+    rules_test: Any = None,
+    *,
+    destination: DestinationForm | None = None,
+    problems: list[str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The configuration page; ``destination`` and ``problems``: the destination form as filled in and
+    why it was refused (or empty, to add one)."""
     live = live_settings(context_of(request))
     document = live.document()
     settings = live.current()
@@ -378,8 +400,11 @@ def _configuration(request: Request, principal: Principal, study: str | None, ru
         principal,
         title="Configuration",
         section="configuration",
+        status_code=status_code,
         dicom=settings.dicom,
         destinations=settings.destinations,
+        destination=destination or DestinationForm(),
+        problems=problems or [],
         rules=rules,
         revision=live.revision,
         history=live.history(10),
@@ -388,22 +413,29 @@ def _configuration(request: Request, principal: Principal, study: str | None, ru
     )
 
 
-def _apply(request: Request, principal: Principal, edit: Any, summary: str) -> None:
+def _change(request: Request, principal: Principal, edit: Any, summary: str) -> list[str]:
+    """Apply ``edit`` to the live configuration; why it was refused (nothing stored), or [] (flashed)."""
     context = context_of(request)
     try:
         change = live_settings(context).apply(
             edit, actor=principal.username, summary=summary, address=client_address(request)
         )
     except ConfigRejected as exc:
-        flash(request, "error", f"not changed: {exc}")
-        return
+        return exc.problems
     except EditError as exc:
-        flash(request, "error", f"not changed: {exc.message}")
-        return
+        return [exc.message]
     if change.before == change.after:
         flash(request, "info", f"{summary}: nothing to change")
     else:
         flash(request, "ok", f"{summary} (revision {change.revision})")
+    return []
+
+
+def _apply(request: Request, principal: Principal, edit: Any, summary: str) -> None:
+    """:func:`_change`, a refusal flashed."""
+    problems = _change(request, principal, edit, summary)
+    if problems:
+        flash(request, "error", "not changed: " + "; ".join(problems))
 
 
 @router.post("/configuration/ae-titles")
@@ -457,25 +489,15 @@ def config_remove_caller(request: Request, index: int, principal: Admin) -> Resp
 
 
 @router.post("/configuration/destinations")
-def config_put_destination(
-    request: Request,
-    principal: Admin,
-    name: Annotated[str, Form()],
-    ae_title: Annotated[str, Form()],
-    host: Annotated[str, Form()],
-    port: Annotated[str, Form()],
-    calling_ae_title: Annotated[str, Form()] = "",
-    timeout_seconds: Annotated[str, Form()] = "",
-) -> Response:
+def config_put_destination(request: Request, principal: Admin, form: Annotated[DestinationForm, Form()]) -> Response:
+    """Add or replace a destination of either type; a refusal shows the form again with its problems."""
     from gateway.config import edits
 
-    body: dict[str, Any] = {"ae_title": ae_title.strip(), "host": host.strip(), "port": port.strip()}
-    if calling_ae_title.strip():
-        body["calling_ae_title"] = calling_ae_title.strip()
-    if timeout_seconds.strip():
-        body["timeout_seconds"] = timeout_seconds.strip()
-    name = name.strip()
-    _apply(request, principal, lambda doc: edits.put_destination(doc, name, body), f"destination {name}")
+    body = destination_body(form)
+    name = form.name.strip()
+    problems = _change(request, principal, lambda doc: edits.put_destination(doc, name, body), f"destination {name}")
+    if problems:
+        return _configuration(request, principal, None, destination=form, problems=problems, status_code=422)
     return redirect("/configuration")
 
 

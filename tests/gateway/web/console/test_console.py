@@ -78,7 +78,9 @@ def test_a_role_too_weak_gets_a_403_page_and_the_navigation_hides_what_it_cannot
         assert "<html" in response.text
     dashboard = console.client.get("/").text
     assert 'href="/users"' not in dashboard and 'href="/audit"' not in dashboard
-    assert "C-ECHO" not in console.client.get("/configuration").text  # operators echo
+    viewed = console.client.get("/configuration").text
+    assert "Test connection" not in viewed and "C-ECHO" not in viewed  # operators test destinations
+    assert 'id="add-destination"' not in viewed and "?edit=" not in viewed  # admins change them
     before = console.client.get("/configuration").text
     refused = console.post(
         "/configuration/destinations", {"name": "x", "ae_title": "X", "host": "127.0.0.1", "port": "104"}, csrf
@@ -114,10 +116,12 @@ def test_an_admin_adds_and_removes_a_destination_and_a_bad_one_is_refused_with_t
     bad = console.post(
         "/configuration/destinations", {"name": "pacs3", "ae_title": "PACS3", "host": "h", "port": "70000"}, csrf
     )
-    assert bad.status_code == 303
+    assert bad.status_code == 422  # the form again, as filled in, with the reason
+    assert (
+        "Not changed" in bad.text and "65535" in bad.text and 'name="ae_title" maxlength="16" value="PACS3"' in bad.text
+    )
     page = console.client.get("/configuration").text
-    assert "not changed" in page and "65535" in page and 'data-destination="pacs3"' not in page
-    assert "revision 2" in page
+    assert 'data-destination="pacs3"' not in page and "revision 2" in page
     console.post("/configuration/destinations/pacs2/delete", {}, csrf)
     page = console.client.get("/configuration").text
     assert 'data-destination="pacs2"' not in page and "revision 3" in page
