@@ -84,7 +84,7 @@ class PartMeta:
     transfer_syntax_uid: str
 
 
-def scan_meta(prefix: bytes | bytearray, final: bool) -> tuple[int, dict[int, str]] | None:
+def scan_meta(prefix: bytes | bytearray | memoryview, final: bool) -> tuple[int, dict[int, str]] | None:
     """Where the File Meta Information of a Part 10 file starting with ``prefix`` ends, and its UI values.
 
     None when more bytes are needed (``final``: there are none; then the meta ends at the last
@@ -126,7 +126,7 @@ def scan_meta(prefix: bytes | bytearray, final: bool) -> tuple[int, dict[int, st
         position = end
 
 
-def _holds(prefix: bytes | bytearray, needed: int, final: bool) -> bool:
+def _holds(prefix: bytes | bytearray | memoryview, needed: int, final: bool) -> bool:
     """Whether ``prefix`` holds ``needed`` bytes; ValueError when it never will (``final``)."""
     if len(prefix) >= needed:
         return True
@@ -261,29 +261,37 @@ class StowReceiver:
         part = self.parts[-1]
         if part.failure is not None:
             return
+        chunk = memoryview(data)[start:end]  # written as it is: not copied, not kept
         if part.incoming is not None:
-            part.incoming.write(memoryview(data)[start:end])
+            part.incoming.write(chunk)
             return
-        assert part._buffer is not None
-        part._buffer += data[start:end]
-        self._begin(part, final=False)
+        buffer = part._buffer
+        assert buffer is not None
+        if buffer:  # the File Meta Information came in pieces
+            buffer += chunk
+            self._begin(part, buffer, final=False)
+        else:  # usually: it is all in the part's first bytes, which are read where they are
+            self._begin(part, chunk, final=False)
 
     def _on_part_end(self) -> None:
         part = self.parts[-1]
         if part.failure is None and part.incoming is None:
-            self._begin(part, final=True)
+            assert part._buffer is not None
+            self._begin(part, part._buffer, final=True)
         part.complete = True
 
     def _on_end(self) -> None:
         self.ended = True
 
-    def _begin(self, part: Part, *, final: bool) -> None:
-        """Once the File Meta Information is in: check it and open the part's spool file."""
-        buffer = part._buffer
-        assert buffer is not None
+    def _begin(self, part: Part, prefix: bytearray | memoryview, *, final: bool) -> None:
+        """Once the File Meta Information is in ``prefix`` (the part's bytes so far): check it and open the
+        part's spool file, or keep ``prefix`` in the part's buffer until more bytes come."""
         try:
-            scanned = scan_meta(buffer, final)
+            scanned = scan_meta(prefix, final)
             if scanned is None:
+                if prefix is not part._buffer:
+                    assert part._buffer is not None
+                    part._buffer += prefix
                 return
             meta_end, values = scanned
             meta = part_meta(values)
@@ -310,7 +318,7 @@ class StowReceiver:
         except OutOfSpaceError as exc:
             part.fail(StoreStatus.OUT_OF_RESOURCES, str(exc))
             return
-        part.incoming.write(bytes(buffer[meta_end:]))
+        part.incoming.write(memoryview(prefix)[meta_end:])
         part._buffer = None
 
 

@@ -12,10 +12,16 @@ Each instance takes C-STORE's path (:class:`gateway.dicom.store.InstanceStore`: 
 index) before the response, with C-STORE's checks and statuses as Failure Reasons.  The
 observers hear ``instance_stored`` / ``instance_refused`` per instance and ``association_ended``
 per request, so metrics and the audit trail count STOW-RS like an association.
+
+The body is read on the event loop and handed to worker threads a MiB at a time.  Each block is
+parsed and written to the spool while the next one arrives, one block at a time and in order.  The last
+block, the commits and the observers share one hop.  When the body ends early, its spool files are
+deleted once no worker writes to them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
 
@@ -44,7 +50,7 @@ from gateway.web.context import current_settings
 
 LOGGER = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
-#: Body bytes gathered before they are parsed and written in a worker thread.
+#: Body bytes gathered before they are parsed and written in a worker thread, while the next arrive.
 FEED_BYTES = 1 << 20
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
@@ -100,6 +106,7 @@ async def _store(request: Request, principal: Principal, study_instance_uid: str
         peer_address=client.host if client is not None else "",
         peer_port=client.port if client is not None else None,
     )
+    in_flight: asyncio.Future[None] | None = None
     try:
         pending: list[bytes] = []
         size = 0
@@ -107,17 +114,22 @@ async def _store(request: Request, principal: Principal, study_instance_uid: str
             pending.append(chunk)
             size += len(chunk)
             if size >= FEED_BYTES:  # one hop to a worker thread per MiB, not per socket read
-                await run_in_threadpool(receiver.feed, b"".join(pending))
+                if in_flight is not None:
+                    await asyncio.shield(in_flight)  # in order, one at a time; a cancel leaves the worker be
+                # parsed and written while the next MiB arrives
+                in_flight = asyncio.ensure_future(run_in_threadpool(receiver.feed, b"".join(pending)))
                 pending, size = [], 0
-        if pending:
-            await run_in_threadpool(receiver.feed, b"".join(pending))
-        parts = receiver.finish()
-        outcomes = await run_in_threadpool(_store_parts, node, parts, association, study_instance_uid, context.observer)
+        if in_flight is not None:
+            await asyncio.shield(in_flight)
+        in_flight = None
+        outcomes = await run_in_threadpool(
+            _finish, receiver, b"".join(pending), node, association, study_instance_uid, context.observer
+        )
     except StowRequestError as exc:
         LOGGER.warning("refused a STOW-RS request from %s at %s: %s", calling, client_address(request), exc.message)
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
     finally:
-        receiver.discard()
+        await _discard_uncommitted(receiver, in_flight)
     status, body = store_response(outcomes)
     stored = sum(outcome.stored for outcome in outcomes)
     LOGGER.info(
@@ -136,6 +148,41 @@ def _boundary(request: Request) -> bytes:
         return request_boundary(request.headers.get("content-type"))
     except StowRequestError as exc:
         raise HTTPException(exc.status, exc.message) from None
+
+
+async def _discard_uncommitted(receiver: StowReceiver, feed: asyncio.Future[None] | None) -> None:
+    """Delete the spool files not committed, once no worker writes to them: when the body ended early
+    (the client went away, too large, malformed) a block may still be being parsed."""
+    if feed is not None and not feed.done():
+        try:
+            await asyncio.wait([feed])
+        except asyncio.CancelledError:
+            feed.add_done_callback(lambda _: _discard_after(feed, receiver))
+            raise
+    if feed is not None:
+        _discard_after(feed, receiver)
+    else:
+        receiver.discard()
+
+
+def _discard_after(feed: asyncio.Future[None], receiver: StowReceiver) -> None:
+    if not feed.cancelled():
+        feed.exception()  # retrieved (it was awaited, or the request failed for another reason first)
+    receiver.discard()
+
+
+def _finish(
+    receiver: StowReceiver,
+    last: bytes,
+    node: DicomNode,
+    association: AssociationInfo,
+    study_instance_uid: str | None,
+    observer: GatewayObserver,
+) -> list[PartOutcome]:
+    """The body's last bytes, then every part committed: one hop to a worker thread."""
+    if last:
+        receiver.feed(last)
+    return _store_parts(node, receiver.finish(), association, study_instance_uid, observer)
 
 
 def _store_parts(

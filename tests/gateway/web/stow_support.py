@@ -19,6 +19,14 @@ def part10(dataset: Dataset) -> bytes:
     return buffer.getvalue()
 
 
+def dataset_bytes_of(data: bytes) -> bytes:
+    """The data set bytes of a Part 10 file (what follows its File Meta Information)."""
+    fp = io.BytesIO(data)
+    pydicom.filereader.read_preamble(fp, False)
+    pydicom.filereader._read_file_meta_info(fp)
+    return fp.read()
+
+
 def multipart(parts: Sequence[bytes], *, part_type: str = "application/dicom", closed: bool = True) -> bytes:
     """A multipart/related body of ``parts``; ``closed=False`` leaves out the closing boundary."""
     body = b""

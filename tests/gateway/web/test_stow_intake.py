@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
@@ -24,7 +22,7 @@ from gateway.dicom.store import StoreStatus
 from gateway.events import AssociationInfo, GatewayObserver, Observers, ReceivedInstance
 from gateway.runtime import GatewayRuntime
 from gateway.web import ApiContext, create_app
-from tests.gateway.web.stow_support import BOUNDARY, CONTENT_TYPE, multipart, part10
+from tests.gateway.web.stow_support import BOUNDARY, CONTENT_TYPE, dataset_bytes_of, multipart, part10
 from tests.ingest_support import dataset_bytes, node_settings, small_cr, stored_instances, write_dataset
 
 PASSWORD = "a long test password"  # noqa: S105 - a test account's password
@@ -267,13 +265,6 @@ def test_a_data_set_that_does_not_parse_gets_0xc210(intake: Intake, chest_cr: Da
     assert intake.spool_files() == [] and stored_instances(intake.settings) == {}
 
 
-def dataset_bytes_of(data: bytes) -> bytes:
-    fp = io.BytesIO(data)
-    pydicom.filereader.read_preamble(fp, False)
-    pydicom.filereader._read_file_meta_info(fp)
-    return fp.read()
-
-
 def test_sop_classes_and_transfer_syntaxes_not_accepted_are_refused(tmp_path: Path, chest_cr: Dataset) -> None:
     sections = {
         "dicom": {"sop_classes": ["ComputedRadiographyImageStorage"], "transfer_syntaxes": ["ExplicitVRLittleEndian"]}
@@ -300,3 +291,56 @@ def test_below_the_free_disk_reserve_every_instance_gets_0xa700(tmp_path: Path, 
         assert failures(response) == [(instance.SOPInstanceUID, StoreStatus.OUT_OF_RESOURCES)]
         assert intake.recorder.refused == [StoreStatus.OUT_OF_RESOURCES]
         assert intake.spool_files() == [] and stored_instances(intake.settings) == {}
+
+
+def streamed(intake: Intake, body: bytes, piece: int = 65536) -> Any:
+    """POST ``body`` in pieces without a Content-Length, as a client streaming a large upload does."""
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(body), piece):
+            yield body[start : start + piece]
+
+    return intake.client.post(
+        "/dicomweb/studies",
+        content=pieces(),
+        headers={"Content-Type": CONTENT_TYPE, "Authorization": f"Bearer {intake.tokens['modality']}"},
+    )
+
+
+def test_a_body_of_several_mib_is_parsed_while_it_arrives_and_a_bad_part_fails_alone(
+    tmp_path: Path, chest_cr: Dataset
+) -> None:
+    # ~2.6 MB: blocks are parsed in a worker thread while the next one arrives (FEED_BYTES), in order
+    with make_intake(tmp_path, http={"max_upload_bytes": "8MB"}) as intake:
+        instances = [small_cr(chest_cr, rows=512, columns=512) for _ in range(5)]
+        files = [part10(instance) for instance in instances]
+        files[2] = b"not a DICOM file " * 30000  # 510 kB that straddles a block boundary
+        response = streamed(intake, multipart(files))
+        assert response.status_code == 202, response.text
+        good = [instances[i].SOPInstanceUID for i in (0, 1, 3, 4)]
+        assert referenced(response) == good
+        assert failures(response) == [("", StoreStatus.CANNOT_UNDERSTAND)]
+        rows = stored_instances(intake.settings)
+        assert set(rows) == set(good)
+        for i in (0, 1, 3, 4):
+            row = rows[instances[i].SOPInstanceUID]
+            stored = (intake.settings.storage.spool_path / row.file_path).read_bytes()
+            assert stored.endswith(dataset_bytes_of(files[i]))
+            assert row.content_sha256 == hashlib.sha256(dataset_bytes_of(files[i])).hexdigest()
+        assert [instance.sop_instance_uid for _, instance in intake.recorder.stored] == good
+        assert intake.recorder.refused == [StoreStatus.CANNOT_UNDERSTAND]
+        assert not list((intake.settings.storage.spool_path / ".incoming").iterdir())
+
+
+def test_a_large_body_refused_midway_leaves_no_spool_file(tmp_path: Path, chest_cr: Dataset) -> None:
+    with make_intake(tmp_path, http={"max_upload_bytes": "3MB"}) as intake:
+        files = [part10(small_cr(chest_cr, rows=512, columns=512)) for _ in range(8)]  # ~4.2 MB
+        too_large = streamed(intake, multipart(files))  # refused while a block is being parsed
+        assert too_large.status_code == 413
+        assert intake.spool_files() == [] and stored_instances(intake.settings) == {}
+        # malformed after its first MiB: a part header that is not "name: value"
+        malformed = multipart(files[:3], closed=False) + f"--{BOUNDARY}\r\nBad header\r\n\r\n".encode() + files[3]
+        response = streamed(intake, malformed)
+        assert response.status_code == 400 and "not a multipart/related message" in response.json()["detail"]
+        assert intake.spool_files() == [] and stored_instances(intake.settings) == {}
+        assert intake.recorder.stored == [] and intake.recorder.ended == []
