@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -106,7 +106,7 @@ async def _store(request: Request, principal: Principal, study_instance_uid: str
         peer_address=client.host if client is not None else "",
         peer_port=client.port if client is not None else None,
     )
-    in_flight: asyncio.Future[None] | None = None
+    in_flight: asyncio.Future[Any] | None = None
     try:
         pending: list[bytes] = []
         size = 0
@@ -121,10 +121,15 @@ async def _store(request: Request, principal: Principal, study_instance_uid: str
                 pending, size = [], 0
         if in_flight is not None:
             await asyncio.shield(in_flight)
-        in_flight = None
-        outcomes = await run_in_threadpool(
-            _finish, receiver, b"".join(pending), node, association, study_instance_uid, context.observer
+        # shielded as well: a request cancelled while its parts commit (the client went away) must
+        # not delete their spool files under the worker; the discard waits for the commits
+        finishing = asyncio.ensure_future(
+            run_in_threadpool(
+                _finish, receiver, b"".join(pending), node, association, study_instance_uid, context.observer
+            )
         )
+        in_flight = finishing
+        outcomes = await asyncio.shield(finishing)
     except StowRequestError as exc:
         LOGGER.warning("refused a STOW-RS request from %s at %s: %s", calling, client_address(request), exc.message)
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
@@ -150,7 +155,7 @@ def _boundary(request: Request) -> bytes:
         raise HTTPException(exc.status, exc.message) from None
 
 
-async def _discard_uncommitted(receiver: StowReceiver, feed: asyncio.Future[None] | None) -> None:
+async def _discard_uncommitted(receiver: StowReceiver, feed: asyncio.Future[Any] | None) -> None:
     """Delete the spool files not committed, once no worker writes to them: when the body ended early
     (the client went away, too large, malformed) a block may still be being parsed."""
     if feed is not None and not feed.done():
@@ -165,7 +170,7 @@ async def _discard_uncommitted(receiver: StowReceiver, feed: asyncio.Future[None
         receiver.discard()
 
 
-def _discard_after(feed: asyncio.Future[None], receiver: StowReceiver) -> None:
+def _discard_after(feed: asyncio.Future[Any], receiver: StowReceiver) -> None:
     if not feed.cancelled():
         feed.exception()  # retrieved (it was awaited, or the request failed for another reason first)
     receiver.discard()

@@ -5,13 +5,16 @@ Every refusal is checked for what it leaves behind: the spool's files and the in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydicom.dataset import Dataset
@@ -21,7 +24,7 @@ from gateway.config import Settings
 from gateway.dicom.store import StoreStatus
 from gateway.events import AssociationInfo, GatewayObserver, Observers, ReceivedInstance
 from gateway.runtime import GatewayRuntime
-from gateway.web import ApiContext, create_app
+from gateway.web import ApiContext, create_app, stow_intake
 from tests.gateway.web.stow_support import BOUNDARY, CONTENT_TYPE, dataset_bytes_of, multipart, part10
 from tests.ingest_support import dataset_bytes, node_settings, small_cr, stored_instances, write_dataset
 
@@ -344,3 +347,40 @@ def test_a_large_body_refused_midway_leaves_no_spool_file(tmp_path: Path, chest_
         assert response.status_code == 400 and "not a multipart/related message" in response.json()["detail"]
         assert intake.spool_files() == [] and stored_instances(intake.settings) == {}
         assert intake.recorder.stored == [] and intake.recorder.ended == []
+
+
+def test_a_request_cancelled_while_its_parts_commit_keeps_them_whole(
+    intake: Intake, chest_cr: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # e.g. the server shutting down with the request in flight: the commit goes on in its worker
+    # thread, so the spool files it commits must not be deleted under it
+    committing, release = threading.Event(), threading.Event()
+    store_parts = stow_intake._store_parts
+
+    def held(*args: Any) -> Any:
+        committing.set()
+        release.wait(60)
+        return store_parts(*args)
+
+    monkeypatch.setattr(stow_intake, "_store_parts", held)
+    instance = small_cr(chest_cr)
+    body = multipart([part10(instance)])
+    headers = {"Content-Type": CONTENT_TYPE, "Authorization": f"Bearer {intake.tokens['modality']}"}
+
+    async def cancel_while_committing() -> None:
+        transport = httpx.ASGITransport(app=intake.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            request = asyncio.ensure_future(client.post("/dicomweb/studies", content=body, headers=headers))
+            while not committing.is_set():
+                await asyncio.sleep(0.01)
+            request.cancel()  # the request's clean-up runs at once; the commit is let go on a little later
+            asyncio.get_running_loop().call_later(0.2, release.set)
+            with pytest.raises(asyncio.CancelledError):
+                await request
+
+    asyncio.run(cancel_while_committing())
+    row = stored_instances(intake.settings)[instance.SOPInstanceUID]
+    stored = (intake.settings.storage.spool_path / row.file_path).read_bytes()
+    assert stored.endswith(dataset_bytes_of(part10(instance)))
+    assert [received.sop_instance_uid for _, received in intake.recorder.stored] == [instance.SOPInstanceUID]
+    assert not list((intake.settings.storage.spool_path / ".incoming").iterdir())
