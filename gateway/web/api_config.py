@@ -29,7 +29,7 @@ from gateway.accounts import Principal
 from gateway.config import edits
 from gateway.config.edits import EditError
 from gateway.config.live import ConfigRejected, LiveSettings, managed_document, settings_with
-from gateway.config.pipeline import Destination, RoutingRule
+from gateway.config.pipeline import DESTINATION_TYPES, RoutingRule
 from gateway.config.settings import AllowedCaller
 from gateway.web.auth import client_address, context_of, require
 from gateway.web.context import live_settings
@@ -490,8 +490,11 @@ def remove_caller(
 # -- destinations -------------------------------------------------------------------------------------
 
 _DESTINATION_BODY = _body(
-    _schema(Destination, optional_name=True),
-    "a destination (an archive that receives our results); TLS files are paths on the gateway",
+    {
+        "oneOf": [_schema(model, optional_name=True) for model in DESTINATION_TYPES.values()],
+        "description": "type dicom (C-STORE, the default when type is left out) or dicomweb (STOW-RS)",
+    },
+    "a destination (an archive that receives our results); TLS and secret files are paths on the gateway",
 )
 
 

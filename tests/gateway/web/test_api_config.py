@@ -277,7 +277,10 @@ def test_the_openapi_document_describes_the_bodies_and_the_guard(web: WebApp) ->
     paths = web.client.get("/api/v1/openapi.json").json()["paths"]
     put = paths[f"{API}/destinations/{{name}}"]["put"]
     schema = put["requestBody"]["content"]["application/json"]["schema"]
-    assert {"ae_title", "host", "port", "tls"} <= set(schema["properties"])
+    dicom, dicomweb = schema["oneOf"]  # C-STORE and STOW-RS destinations
+    assert {"type", "ae_title", "host", "port", "tls"} <= set(dicom["properties"])
+    assert {"type", "base_url", "authentication"} <= set(dicomweb["properties"])
+    assert "name" not in dicom.get("required", []) + dicomweb.get("required", [])
     assert "$ref" not in str(schema)
     assert any(parameter["name"] == "If-Match" and "412" in parameter["description"] for parameter in put["parameters"])
     assert {"get", "post"} <= set(paths[f"{API}/callers"])
